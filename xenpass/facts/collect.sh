@@ -1,0 +1,173 @@
+# xenpass collector: everything the rules need from one host, in one remote shell.
+# POSIX sh (dash, bash, busybox ash). Reading files and sysfs uses shell builtins only:
+# on a slow host every process start costs ~60 ms, so forks are counted and kept to ~10.
+# Output: sections framed by "==XP:$T:" lines; a section's payload ends with one extra "\n".
+T=__TOKEN__
+EXTRA_FILES=__EXTRA_FILES__
+KNOWN_IMAGES=__KNOWN_IMAGES__
+NL='
+'
+LC_ALL=C
+export LC_ALL
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+
+begin() { printf '==XP:%s:BEGIN %s\n' "$T" "$*"; }
+end() { printf '\n==XP:%s:END %s\n' "$T" "$1"; }
+fact() { printf '==XP:%s:FACT %s\n' "$T" "$*"; }
+
+# Print a file byte for byte (text), without forking.
+dump() {
+  l=
+  while IFS= read -r l; do printf '%s\n' "$l"; done < "$1"
+  [ -z "$l" ] || printf '%s' "$l"
+}
+
+file_section() {
+  if [ -f "$1" ] && [ -r "$1" ]; then
+    begin file "$1"; dump "$1"; end 0
+  elif [ -e "$1" ]; then
+    fact unreadable "$1"
+  fi
+}
+
+# Run a tool if it exists; stderr is kept (xl reports its errors there).
+cmd_section() {
+  name=$1; shift
+  if command -v "$1" >/dev/null 2>&1; then
+    begin cmd "$name"; "$@" 2>&1; end $?
+  else
+    fact notool "$name"
+  fi
+}
+
+# Physical path of a sysfs link, with the cd builtin instead of readlink(1).
+resolve() { r=; if cd -P "$1" 2>/dev/null; then r=$PWD; cd /; fi; }
+
+read -r release < /proc/sys/kernel/osrelease
+fact release "$release"
+if [ -r /proc/1/comm ]; then read -r init < /proc/1/comm; fact init "$init"; fi
+
+# Files: fixed paths plus every file of the directories that configure module loading.
+files="/etc/os-release /proc/cmdline /proc/modules /proc/mounts /etc/modules /etc/modprobe.conf
+/etc/conf.d/xen-pci /etc/initramfs-tools/modules /etc/initramfs-tools/initramfs.conf
+/etc/mkinitfs/mkinitfs.conf /etc/dracut.conf /etc/default/grub /etc/update-extlinux.conf
+/lib/modules/$release/modules.builtin"
+for f in /etc/modprobe.d/* /run/modprobe.d/* /lib/modprobe.d/* /usr/lib/modprobe.d/* \
+         /etc/modules-load.d/* /run/modules-load.d/* /lib/modules-load.d/* /usr/lib/modules-load.d/* \
+         /etc/dracut.conf.d/* /etc/xen/*.cfg /etc/xen/auto/* /etc/initramfs-tools/conf.d/*; do
+  [ -f "$f" ] && files="$files
+$f"
+done
+files="$files
+$EXTRA_FILES"
+boot=
+for f in /boot/initramfs-* /boot/initrd.img-* /boot/initrd-* /boot/vmlinuz-* /boot/xen*; do
+  [ -e "$f" ] && boot="$boot
+$f"
+done
+
+# One stat(1) for every path: mtime, size, mode, owner.
+IFS='
+'
+set -f
+st=$(stat -c '%Y %s %a %u %g %n' $files $boot 2>/dev/null)
+set +f
+unset IFS
+begin cmd stat; printf '%s' "$st"; end 0
+
+blacklisted=
+IFS='
+'
+for f in $files; do
+  unset IFS
+  file_section "$f"
+  case $f in
+    */modprobe.d/*|/etc/modprobe.conf)
+      [ -r "$f" ] || continue
+      while read -r word name _; do
+        case $word in blacklist|install|softdep|alias) ;; *) continue ;; esac
+        case $name in ''|*[!A-Za-z0-9_-]*) ;; *) blacklisted="$blacklisted|$name" ;; esac
+      done < "$f" ;;
+  esac
+done
+unset IFS
+
+# PCI devices from sysfs: ids, modalias, bound driver, physical path (for parent bridges).
+aliases="pci:v\\*"
+for d in /sys/bus/pci/devices/*; do
+  [ -e "$d/vendor" ] || continue
+  read -r vendor < "$d/vendor"; read -r device < "$d/device"; read -r class < "$d/class"
+  modalias=; [ -r "$d/modalias" ] && read -r modalias < "$d/modalias"
+  resolve "$d/driver"; driver=$r
+  resolve "$d"; path=$r
+  fact pci "${d##*/}|$vendor|$device|$class|$modalias|${driver##*/}|$path"
+  # modules.alias spells ids in upper case, as the modalias does: match on its prefixes.
+  [ -n "$modalias" ] && aliases="$aliases|${modalias%%sv*}|${modalias%%d*}d\\*"
+done
+for d in /sys/block/*; do
+  [ -e "$d/device" ] || continue
+  resolve "$d/device"; fact block "${d##*/}|$r"
+done
+
+# pciback: driver, slots, live parameters; "builtin" when the module has no initstate.
+if [ -d /sys/bus/pci/drivers/pciback ]; then
+  fact pciback_driver present
+  file_section /sys/bus/pci/drivers/pciback/slots
+fi
+if [ -d /sys/module/xen_pciback ]; then
+  if [ -e /sys/module/xen_pciback/initstate ]; then fact pciback_module loadable; else fact pciback_module builtin; fi
+  for p in /sys/module/xen_pciback/parameters/*; do file_section "$p"; done
+fi
+if [ -d /etc/runlevels ]; then
+  for s in /etc/runlevels/*/*; do [ -e "$s" ] && fact runlevel "${s#/etc/runlevels/}"; done
+fi
+for s in /etc/systemd/system/*.wants/*; do [ -e "$s" ] && fact systemd_wants "${s#/etc/systemd/system/}"; done
+
+# Module aliases that can claim these devices, or that blacklist lines name.
+alias_file=/lib/modules/$release/modules.alias
+if [ -r "$alias_file" ]; then
+  begin cmd modules.alias
+  grep -E "^alias (${aliases}|x${blacklisted}) " "$alias_file"
+  end 0
+fi
+
+for m in /sbin/modprobe /usr/sbin/modprobe /bin/modprobe /usr/bin/modprobe; do
+  [ -e "$m" ] && { cmd_section "readlink modprobe" readlink -f "$m"; break; }
+done
+cmd_section "lspci -k" lspci -k
+if command -v dmesg >/dev/null 2>&1; then
+  begin cmd dmesg; dmesg 2>&1 | grep -iE 'pciback|pci_devs_to_hide|pci-stub'; end 0
+fi
+if command -v xl >/dev/null 2>&1; then
+  cmd_section "xl info" xl info
+  cmd_section "xl pci-assignable-list" xl pci-assignable-list
+  domains=$(xl list 2>&1); rc=$?
+  begin cmd "xl list"; printf '%s' "$domains"; end $rc
+  # Devices attached to running domUs leave pci-assignable-list: ask each domain.
+  while read -r name id _; do
+    case $id in ''|*[!0-9]*) continue ;; 0) continue ;; esac
+    cmd_section "xl pci-list $name" xl pci-list "$name"
+  done <<EOF_DOMAINS
+$domains
+EOF_DOMAINS
+fi
+
+# The initramfs of the running kernel, whole (decoded locally: no cpio/zstd needed here).
+flavor=${release##*-}
+for img in "/boot/initrd.img-$release" "/boot/initramfs-$release.img" "/boot/initramfs-$flavor"; do
+  [ -f "$img" ] && [ -r "$img" ] || continue
+  # Skip an image the caller has already decoded (identical stat line): it saves the transfer.
+  known=
+  while IFS= read -r line; do
+    case $line in *" $img") case "$NL$KNOWN_IMAGES$NL" in *"$NL$line$NL"*) known=1 ;; esac ;; esac
+  done <<EOF_STAT
+$st
+EOF_STAT
+  if [ -n "$known" ]; then fact known_image "$img"; continue; fi
+  if command -v base64 >/dev/null 2>&1; then
+    begin base64 "$img"; base64 < "$img"; end $?
+  else
+    begin hex "$img"; od -An -v -tx1 < "$img"; end $?
+  fi
+done
+exit 0

@@ -1,0 +1,119 @@
+"""Raw facts: what one host said, as text, exactly. This is also the snapshot format."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+
+
+@dataclass
+class FileFact:
+    """A file on the host; `content` is None when it is missing or unreadable."""
+
+    path: str
+    content: str | None = None
+    mtime: int | None = None
+    size: int | None = None
+    mode: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    unreadable: bool = False
+
+
+@dataclass
+class CommandFact:
+    """A command's merged stdout+stderr; `output` is None when the tool is not installed."""
+
+    name: str
+    output: str | None
+    rc: int | None = None
+
+
+@dataclass
+class PciSysfs:
+    """One /sys/bus/pci/devices entry."""
+
+    bdf: str
+    vendor: str
+    device: str
+    pci_class: str
+    modalias: str
+    driver: str | None
+    path: str
+
+
+@dataclass
+class RawFacts:
+    host: str
+    release: str | None = None
+    init: str | None = None
+    files: dict[str, FileFact] = field(default_factory=dict)
+    boot: dict[str, FileFact] = field(default_factory=dict)
+    commands: dict[str, CommandFact] = field(default_factory=dict)
+    pci: dict[str, PciSysfs] = field(default_factory=dict)
+    block: dict[str, str] = field(default_factory=dict)
+    flags: dict[str, list[str]] = field(default_factory=dict)
+    initramfs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    collected_at: str = ""
+    remote_commands: int = 0
+    truncated: bool = False
+    schema: int = SCHEMA
+
+    def file(self, path: str) -> str | None:
+        fact = self.files.get(path)
+        return fact.content if fact else None
+
+    def output(self, name: str) -> str | None:
+        fact = self.commands.get(name)
+        return fact.output if fact else None
+
+    def flag_values(self, name: str) -> list[str]:
+        return self.flags.get(name, [])
+
+    # -- snapshot (de)serialisation -------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RawFacts:
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"unsupported snapshot schema {data.get('schema')!r} (expected {SCHEMA})")
+        data = dict(data)
+        data["files"] = {k: FileFact(**v) for k, v in data.get("files", {}).items()}
+        data["boot"] = {k: FileFact(**v) for k, v in data.get("boot", {}).items()}
+        data["commands"] = {k: CommandFact(**v) for k, v in data.get("commands", {}).items()}
+        data["pci"] = {k: PciSysfs(**v) for k, v in data.get("pci", {}).items()}
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def load_snapshot(path: str | Path) -> RawFacts:
+    """Read a snapshot written by `save_snapshot`, with an error that names the file."""
+    path = Path(path)
+    try:
+        return RawFacts.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise SnapshotError(f"{path}: not a usable xenpass snapshot ({exc})") from exc
+
+
+def save_snapshot(facts: RawFacts, directory: str | Path) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{safe_name(facts.host)}.json"
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(facts.to_json() + "\n")
+    tmp.replace(target)
+    return target
+
+
+def safe_name(host: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in host) or "host"
+
+
+class SnapshotError(Exception):
+    """A snapshot file that cannot be read."""

@@ -1,0 +1,248 @@
+"""pytest wiring: options, the targets' facts (collected once, all hosts at once), the `verdict` fixture.
+
+Host selection reuses testinfra's own options (--hosts, --ssh-config, --sudo, --ansible-inventory, ...).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from xenpass.engine import evaluate
+from xenpass.facts.raw import save_snapshot
+from xenpass.parse.bdf import Bdf
+from xenpass.report.results import RunResults
+from xenpass.rules import RULES
+from xenpass.rules.base import Context, Status, Verdict
+from xenpass.targets import HostResult, Target, UsageProblem, gather, load_inventory, parse_devices, snapshot_targets
+
+CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
+RESULTS = pytest.StashKey[RunResults]()
+
+
+class ComplianceWarning(UserWarning):
+    """A warning-level rule that did not pass."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("xenpass", "Xen PCI passthrough compliance")
+    group.addoption("--device", action="append", default=[], metavar="BDF",
+                    help="device to check, e.g. 01:00.0 (repeatable); default: every device the host declares")
+    group.addoption("--domu", action="append", default=[], metavar="PATH",
+                    help="domU config on the host that must name the device(s) (repeatable)")
+    group.addoption("--inventory", metavar="YAML", help="hosts, their devices and domU configs (see README)")
+    group.addoption("--snapshot", action="append", default=[], metavar="PATH",
+                    help="judge saved facts (a snapshot file or a directory of them) instead of live hosts")
+    group.addoption("--record", metavar="DIR", help="save each host's collected facts as a snapshot in DIR")
+    group.addoption("--compliance-json", metavar="PATH", help="machine-readable results (default in reports/)")
+    group.addoption("--host-timeout", type=float, default=120.0, metavar="SECONDS",
+                    help="give up on a host that has not answered after this long (default 120)")
+
+
+def checks_mode(config: pytest.Config) -> bool:
+    """True when the user runs the compliance suites (not the project's own tests)."""
+    for arg in config.args:
+        path = Path(arg.split("::")[0]).resolve()
+        if path == CHECKS_DIR or CHECKS_DIR in path.parents:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for rule in RULES.values():
+        config.addinivalue_line("markers", f"{rule.id}: rule {rule.id} — {rule.title}")
+    config.addinivalue_line("markers", "rule(id): the compliance rule a check proves")
+    if not checks_mode(config):
+        return
+    try:
+        parse_devices(config.getoption("device"))
+    except UsageProblem as exc:
+        raise pytest.UsageError(str(exc)) from None
+    reports = Path(config.rootpath) / "reports"
+    if getattr(config.option, "htmlpath", "missing") is None:
+        config.option.htmlpath = str(reports / "report.html")
+        config.option.self_contained_html = True
+    if config.getoption("compliance_json") is None:
+        config.option.compliance_json = str(reports / "compliance.json")
+    config.stash[RESULTS] = RunResults()
+
+
+def results(config: pytest.Config) -> RunResults:
+    if RESULTS not in config.stash:
+        config.stash[RESULTS] = RunResults()
+    return config.stash[RESULTS]
+
+
+def resolve_targets(config: pytest.Config) -> list[Target]:
+    devices = parse_devices(config.getoption("device"))
+    domus = tuple(config.getoption("domu"))
+    if config.getoption("inventory"):
+        return load_inventory(config.getoption("inventory"))
+    if config.getoption("snapshot"):
+        return snapshot_targets(config.getoption("snapshot"), devices, domus)
+    specs = config.getoption("hosts", None) or []
+    specs = [s for spec in specs for s in spec.split(",") if s]
+    if config.getoption("ansible_inventory", None) and not specs:
+        specs = ["ansible://all"]
+    return expand_specs(config, specs or ["local://"], devices, domus)
+
+
+def expand_specs(config: pytest.Config, specs: list[str], devices: tuple[Bdf, ...], domus: tuple[str, ...]) -> list[Target]:
+    """testinfra expands specs (ansible groups, globs) into backends: one target per backend."""
+    targets = []
+    for backend in testinfra_backends(config, specs):
+        name = backend.get_hostname() if hasattr(backend, "get_hostname") else str(backend)
+        if backend.NAME == "local":
+            name = "localhost"
+        targets.append(Target(name=name, spec=f"{backend.NAME}://{name}", devices=devices, domus=domus))
+        BACKENDS[name] = backend
+    return targets
+
+
+BACKENDS: dict[str, object] = {}
+
+
+def testinfra_backends(config: pytest.Config, specs: list[str]) -> list:
+    import testinfra.backend
+
+    opt = config.option
+    kwargs = {
+        "ssh_config": getattr(opt, "ssh_config", None),
+        "ssh_identity_file": getattr(opt, "ssh_identity_file", None),
+        "sudo": getattr(opt, "sudo", False),
+        "sudo_user": getattr(opt, "sudo_user", None),
+        "ansible_inventory": getattr(opt, "ansible_inventory", None),
+        "force_ansible": getattr(opt, "force_ansible", False),
+        # testinfra sets ControlMaster but no ControlPath, which disables reuse: give it one.
+        "controlpath": "/tmp/xenpass-ssh-%C",
+    }
+    connection = getattr(opt, "connection", None)
+    if connection:
+        kwargs["connection"] = connection
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    return testinfra.backend.get_backends(specs, **kwargs)
+
+
+def connect(target: Target) -> object:
+    import testinfra.host
+
+    return testinfra.host.Host(BACKENDS[target.name])  # type: ignore[arg-type]
+
+
+def collected_hosts(config: pytest.Config) -> list[HostResult]:
+    run = results(config)
+    if run.hosts is None:
+        try:
+            targets = resolve_targets(config)
+        except UsageProblem as exc:
+            raise pytest.UsageError(str(exc)) from None
+        run.hosts = gather(targets, connect, config.getoption("host_timeout"), progress(config))
+        record(config, run.hosts)
+    return run.hosts
+
+
+def progress(config: pytest.Config):
+    verbose = config.getoption("verbose") >= 0
+
+    def line(result: HostResult) -> None:
+        if not verbose:
+            return
+        if result.error:
+            state = f"ERROR {result.error}"
+        else:
+            state = f"{len(result.devices)} device(s), {result.facts.raw.remote_commands} remote command(s)"
+        sys.stderr.write(f"xenpass: {result.name}: {state} ({result.seconds:.2f} s)\n")
+
+    return line
+
+
+def record(config: pytest.Config, hosts: list[HostResult]) -> None:
+    directory = config.getoption("record")
+    if not directory:
+        return
+    for host in hosts:
+        if host.facts is not None:
+            path = save_snapshot(host.facts.raw, directory)
+            sys.stderr.write(f"xenpass: recorded {host.name} -> {path}\n")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("rule")
+    if marker is None or "verdict" not in metafunc.fixturenames:
+        return
+    rule_id = marker.args[0]
+    params = []
+    for host in collected_hosts(metafunc.config):
+        for device in host.devices or [None]:
+            test_id = f"{host.name}-{device if device else 'no-device'}-{rule_id}"
+            params.append(pytest.param((host.name, device, rule_id), id=test_id,
+                                       marks=[getattr(pytest.mark, rule_id)]))
+    metafunc.parametrize("verdict", params, indirect=True)
+
+
+@pytest.fixture
+def verdict(request: pytest.FixtureRequest) -> Verdict:
+    host_name, device, rule_id = request.param
+    run = results(request.config)
+    host = run.host(host_name)
+    if host.error:
+        pytest.fail(f"{host_name}: {host.error}", pytrace=False)
+    if device is None:
+        pytest.fail(f"{host_name}: no device to check: the host declares none for passthrough (no hide= entry, "
+                    "xen-pci DEVICES, domU pci line or pciback binding); name one with --device", pytrace=False)
+    assert host.facts is not None
+    verdicts = run.verdicts(host, device, lambda: evaluate(host.facts, device, Context(host.target.domus)))
+    found = verdicts[rule_id]
+    run.record(host_name, device, found)
+    request.node.stash[VERDICT] = found
+    return found
+
+
+VERDICT = pytest.StashKey[Verdict]()
+
+
+def assert_verdict(found: Verdict) -> None:
+    """Turn a verdict into the test's outcome; the message is the rule's reason, not a Python diff."""
+    if found.status in (Status.FAIL, Status.ERROR):
+        pytest.fail(f"[{found.rule}] {found.reason}", pytrace=False)
+    if found.status in (Status.BLOCKED, Status.SKIP):
+        pytest.skip(f"[{found.rule}] {found.reason}")
+    if found.status == Status.WARN:
+        warnings.warn(ComplianceWarning(f"[{found.rule}] {found.reason}"), stacklevel=2)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    found = item.stash.get(VERDICT, None)
+    if found is not None and report.when == "call":
+        from xenpass.report.html import verdict_extras
+
+        report.extras = getattr(report, "extras", []) + verdict_extras(found)
+        report.user_properties.append(("status", found.status.value))
+
+
+def pytest_html_results_summary(prefix: list, summary: list, postfix: list, session: pytest.Session) -> None:
+    run = results(session.config)
+    if run.hosts:
+        from xenpass.report.html import matrix_html
+
+        prefix.append(matrix_html(run))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    run = config.stash.get(RESULTS, None)
+    if run is None or not run.hosts:
+        return
+    from xenpass.report.terminal import print_matrix
+
+    print_matrix(run, terminalreporter)
+    path = config.getoption("compliance_json")
+    if path:
+        written = run.write_json(path)
+        terminalreporter.write_line(f"compliance JSON: {written}")

@@ -1,0 +1,77 @@
+"""The run's results: what every host, device and rule came to, and the compliance JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xenpass.parse.bdf import Bdf
+from xenpass.rules import RULES
+from xenpass.rules.base import Verdict
+from xenpass.targets import HostResult
+
+
+@dataclass
+class RunResults:
+    hosts: list[HostResult] | None = None
+    evaluated: dict[tuple[str, Bdf], dict[str, Verdict]] = field(default_factory=dict)
+    reported: dict[str, dict[Bdf, dict[str, Verdict]]] = field(default_factory=dict)
+
+    def host(self, name: str) -> HostResult:
+        return next(h for h in self.hosts or [] if h.name == name)
+
+    def verdicts(self, host: HostResult, bdf: Bdf, compute: Callable[[], dict[str, Verdict]]) -> dict[str, Verdict]:
+        key = (host.name, bdf)
+        if key not in self.evaluated:
+            self.evaluated[key] = compute()
+        return self.evaluated[key]
+
+    def record(self, host: str, bdf: Bdf, verdict: Verdict) -> None:
+        self.reported.setdefault(host, {}).setdefault(bdf, {})[verdict.rule] = verdict
+
+    def rule_ids(self) -> list[str]:
+        """Rules that ran in this session, in registry order."""
+        seen = {r for devices in self.reported.values() for rules in devices.values() for r in rules}
+        return [r for r in RULES if r in seen]
+
+    def rows(self) -> list[tuple[HostResult, Bdf | None, dict[str, Verdict]]]:
+        out = []
+        for host in self.hosts or []:
+            devices = self.reported.get(host.name, {})
+            if host.error or not devices:
+                out.append((host, None, {}))
+            for bdf in sorted(devices):
+                out.append((host, bdf, devices[bdf]))
+        return out
+
+    def to_json(self) -> dict:
+        return {"hosts": [host_json(h, self.reported.get(h.name, {})) for h in self.hosts or []]}
+
+    def write_json(self, path: str) -> Path:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        tmp.replace(target)
+        return target
+
+
+def host_json(host: HostResult, devices: dict[Bdf, dict[str, Verdict]]) -> dict:
+    facts = host.facts
+    out: dict = {
+        "host": host.name,
+        "reachable": host.error is None,
+        "distro": facts.distro_name if facts else None,
+        "kernel": facts.kernel if facts else None,
+        "remote_commands": facts.raw.remote_commands if facts else 0,
+        "seconds": round(host.seconds, 3),
+        "devices": [
+            {"bdf": str(bdf), "rules": [v.to_json() for v in verdicts.values()]}
+            for bdf, verdicts in sorted(devices.items())
+        ],
+    }
+    if host.error:
+        out["error"] = host.error
+    return out
