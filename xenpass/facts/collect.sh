@@ -48,11 +48,12 @@ fact release "$release"
 if [ -r /proc/1/comm ]; then read -r init < /proc/1/comm; fact init "$init"; fi
 
 # Files: fixed paths plus every file of the directories that configure module loading.
-files="/etc/os-release /proc/cmdline /proc/modules /proc/mounts /etc/modules /etc/modprobe.conf
-/etc/conf.d/xen-pci /etc/initramfs-tools/modules /etc/initramfs-tools/initramfs.conf
-/etc/mkinitfs/mkinitfs.conf /etc/dracut.conf /etc/default/grub /etc/update-extlinux.conf
-/lib/modules/$release/modules.builtin"
-for f in /etc/modprobe.d/* /run/modprobe.d/* /lib/modprobe.d/* /usr/lib/modprobe.d/* \
+files=
+for f in /etc/os-release /proc/cmdline /proc/modules /proc/mounts /etc/modules /etc/modprobe.conf \
+         /etc/conf.d/xen-pci /etc/initramfs-tools/modules /etc/initramfs-tools/initramfs.conf \
+         /etc/mkinitfs/mkinitfs.conf /etc/dracut.conf /etc/default/grub /etc/update-extlinux.conf \
+         "/lib/modules/$release/modules.builtin" \
+         /etc/modprobe.d/* /run/modprobe.d/* /lib/modprobe.d/* /usr/lib/modprobe.d/* \
          /etc/modules-load.d/* /run/modules-load.d/* /lib/modules-load.d/* /usr/lib/modules-load.d/* \
          /etc/dracut.conf.d/* /etc/xen/*.cfg /etc/xen/auto/* /etc/initramfs-tools/conf.d/*; do
   [ -f "$f" ] && files="$files
@@ -127,7 +128,7 @@ for s in /etc/systemd/system/*.wants/*; do [ -e "$s" ] && fact systemd_wants "${
 alias_file=/lib/modules/$release/modules.alias
 if [ -r "$alias_file" ]; then
   begin cmd modules.alias
-  grep -E "^alias (${aliases}|x${blacklisted}) " "$alias_file"
+  grep -E "^alias (${aliases}|(x${blacklisted}) )" "$alias_file"
   end 0
 fi
 
