@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import testinfra.backend
+import testinfra.host
 
 from xenpass.engine import evaluate
 from xenpass.facts.raw import save_snapshot
@@ -58,17 +61,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rule(id): the compliance rule a check proves")
     if not checks_mode(config):
         return
-    try:
-        parse_devices(config.getoption("device"))
-    except UsageProblem as exc:
-        raise pytest.UsageError(str(exc)) from None
     reports = Path(config.rootpath) / "reports"
     if getattr(config.option, "htmlpath", "missing") is None:
         config.option.htmlpath = str(reports / "report.html")
         config.option.self_contained_html = True
     if config.getoption("compliance_json") is None:
         config.option.compliance_json = str(reports / "compliance.json")
-    config.stash[RESULTS] = RunResults()
+    run = RunResults()
+    try:  # bad input is a usage error before anything runs
+        run.targets = resolve_targets(config)
+    except UsageProblem as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[RESULTS] = run
 
 
 def results(config: pytest.Config) -> RunResults:
@@ -84,31 +88,30 @@ def resolve_targets(config: pytest.Config) -> list[Target]:
         return load_inventory(config.getoption("inventory"))
     if config.getoption("snapshot"):
         return snapshot_targets(config.getoption("snapshot"), devices, domus)
-    specs = config.getoption("hosts", None) or []
-    specs = [s for spec in specs for s in spec.split(",") if s]
+    hosts = config.getoption("hosts", None) or ""  # testinfra's option: one comma-separated string
+    specs = [s.strip() for s in (hosts if isinstance(hosts, str) else ",".join(hosts)).split(",") if s.strip()]
     if config.getoption("ansible_inventory", None) and not specs:
         specs = ["ansible://all"]
     return expand_specs(config, specs or ["local://"], devices, domus)
 
 
-def expand_specs(config: pytest.Config, specs: list[str], devices: tuple[Bdf, ...], domus: tuple[str, ...]) -> list[Target]:
+def expand_specs(
+    config: pytest.Config, specs: list[str], devices: tuple[Bdf, ...], domus: tuple[str, ...]
+) -> list[Target]:
     """testinfra expands specs (ansible groups, globs) into backends: one target per backend."""
     targets = []
     for backend in testinfra_backends(config, specs):
-        name = backend.get_hostname() if hasattr(backend, "get_hostname") else str(backend)
-        if backend.NAME == "local":
-            name = "localhost"
+        name = "localhost" if backend.NAME == "local" else backend.get_hostname()
         targets.append(Target(name=name, spec=f"{backend.NAME}://{name}", devices=devices, domus=domus))
         BACKENDS[name] = backend
     return targets
 
 
+# Backends testinfra already built while expanding --hosts, by target name.
 BACKENDS: dict[str, object] = {}
 
 
-def testinfra_backends(config: pytest.Config, specs: list[str]) -> list:
-    import testinfra.backend
-
+def backend_options(config: pytest.Config) -> dict:
     opt = config.option
     kwargs = {
         "ssh_config": getattr(opt, "ssh_config", None),
@@ -117,30 +120,36 @@ def testinfra_backends(config: pytest.Config, specs: list[str]) -> list:
         "sudo_user": getattr(opt, "sudo_user", None),
         "ansible_inventory": getattr(opt, "ansible_inventory", None),
         "force_ansible": getattr(opt, "force_ansible", False),
-        # testinfra sets ControlMaster but no ControlPath, which disables reuse: give it one.
-        "controlpath": "/tmp/xenpass-ssh-%C",
+        "connection": getattr(opt, "connection", None),
+        # testinfra asks for ControlMaster but sets no ControlPath, which disables reuse: give it one.
+        "controlpath": "/tmp/xenpass-ssh-%%C",  # testinfra %-formats the ssh command line
     }
-    connection = getattr(opt, "connection", None)
-    if connection:
-        kwargs["connection"] = connection
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    return testinfra.backend.get_backends(specs, **kwargs)
+    return {k: v for k, v in kwargs.items() if v is not None}
 
 
-def connect(target: Target) -> object:
-    import testinfra.host
+def testinfra_backends(config: pytest.Config, specs: list[str]) -> list:
+    return testinfra.backend.get_backends(specs, **backend_options(config))
 
-    return testinfra.host.Host(BACKENDS[target.name])  # type: ignore[arg-type]
+
+def connector(config: pytest.Config) -> Callable[[Target], object]:
+    def connect(target: Target) -> object:
+        backend = BACKENDS.get(target.name)
+        if backend is None:  # an inventory target: build its backend from the spec
+            backend = testinfra.backend.get_backend(target.spec or "local://", **backend_options(config))
+        return testinfra.host.Host(backend)  # type: ignore[arg-type]
+
+    return connect
 
 
 def collected_hosts(config: pytest.Config) -> list[HostResult]:
     run = results(config)
     if run.hosts is None:
-        try:
-            targets = resolve_targets(config)
-        except UsageProblem as exc:
-            raise pytest.UsageError(str(exc)) from None
-        run.hosts = gather(targets, connect, config.getoption("host_timeout"), progress(config))
+        if run.targets is None:
+            try:
+                run.targets = resolve_targets(config)
+            except UsageProblem as exc:
+                raise pytest.UsageError(str(exc)) from None
+        run.hosts = gather(run.targets, connector(config), config.getoption("host_timeout"), progress(config))
         record(config, run.hosts)
     return run.hosts
 

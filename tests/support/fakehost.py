@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")
-APPLETS = ("sh ash cat stat grep egrep base64 readlink od ls ln rm mv cp mkdir find cpio gzip zcat sed awk "
-           "id date touch chmod chown dirname basename mktemp sleep head tail sort tr wc env true false test "
-           "printf echo uname sync").split()
+APPLETS = (
+    "sh ash cat stat grep egrep base64 readlink od ls ln rm mv cp mkdir find cpio gzip zcat sed awk id date touch "
+    "chmod chown dirname basename mktemp sleep head tail sort tr wc env true false test printf echo uname sync"
+).split()
 
 
 @dataclass
@@ -61,6 +62,7 @@ class FakeHost:
     dmesg: str = ""
     runlevels: dict[str, str] = field(default_factory=dict)  # openrc service -> runlevel
     init: str = "init"
+    base_mtime: int = 1_750_000_000  # every file not dated otherwise
 
 
 def write(root: Path, path: str, text: str | bytes, mode: int = 0o644) -> Path:
@@ -82,7 +84,9 @@ def newc(files: dict[str, str], mtime: int = 0) -> bytes:
         encoded = name.encode() + b"\0"
         fields = [ino, mode, 0, 0, 1, mtime, len(data), 0, 0, 0, 0, len(encoded), 0]
         out += b"070701" + b"".join(b"%08X" % f for f in fields) + encoded
-        out += b"\0" * (-len(out) % 4) + data + b"\0" * (-(len(out) + len(data)) % 4)
+        out += b"\0" * (-len(out) % 4)  # name padded to 4 bytes
+        out += data
+        out += b"\0" * (-len(out) % 4)  # data padded to 4 bytes
     return bytes(out) + b"\0" * (-len(out) % 512)
 
 
@@ -106,10 +110,21 @@ def build(host: FakeHost, root: Path) -> Path:
     build_tools(host, root)
     for path, (files, mtime) in host.initramfs.items():
         write(root, path, gzip.compress(newc(files, mtime), mtime=mtime))
+    settle_mtimes(root, host.base_mtime)
+    for path, (_, mtime) in host.initramfs.items():
         os.utime(root / path.lstrip("/"), (mtime, mtime))
     for path, mtime in host.mtimes.items():
         os.utime(root / path.lstrip("/"), (mtime, mtime))
     return root
+
+
+def settle_mtimes(root: Path, when: int) -> None:
+    """Give every file one fixed mtime, so a scenario always yields the same snapshot."""
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = Path(directory) / name
+            if not path.is_symlink() and path.is_file():
+                os.utime(path, (when, when))
 
 
 def install_busybox(root: Path) -> None:

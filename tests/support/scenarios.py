@@ -221,7 +221,8 @@ def debian_host(name: str, *, modules: str, modprobe: dict[str, str], image_file
         xl_info=XL_INFO.format(host=name, release=DEBIAN_RELEASE, caps="pv hvm hvm_directio pv_directio hap shadow",
                                iommu="iommu=1"),
         initramfs={f"/boot/initrd.img-{DEBIAN_RELEASE}": (image_files, T0 + image_day * DAY)},
-        init="systemd", dmesg="[    5.020] pciback 0000:00:05.0: seizing device\n" if mptsas_driver == "pciback" else "",
+        init="systemd",
+        dmesg="[    5.020] pciback 0000:00:05.0: seizing device\n" if mptsas_driver == "pciback" else "",
     )
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import secrets
 import shlex
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Protocol
 
@@ -74,7 +73,7 @@ def first_error_line(result: CommandResult) -> str:
 
 def parse_output(out: str, token: str, host: str) -> RawFacts:
     """Split the collector's framed output into raw facts. Truncated output is flagged, never fatal."""
-    facts = RawFacts(host=host, collected_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    facts = RawFacts(host=host, collected_at=datetime.now(UTC).isoformat(timespec="seconds"))
     facts.remote_commands = REMOTE_COMMANDS_PER_HOST
     mark = f"==XP:{token}:"
     pos = out.find(mark)
@@ -117,7 +116,9 @@ def decode_image(kind: str, payload: str) -> dict:
     except (binascii.Error, ValueError) as exc:
         return {"segments": [], "member_count": 0, "config_files": {}, "error": f"undecodable transfer: {exc}"}
     content = read_initramfs(data)
-    return {**dataclasses.asdict(content), "segments": list(content.segments)}
+    # Only what the rules judge goes into facts and snapshots: not the image, not member bytes.
+    return {"segments": list(content.segments), "member_count": content.member_count,
+            "config_files": dict(content.config_files), "error": content.error}
 
 
 def add_flag(facts: RawFacts, rest: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 from xenpass.facts.raw import FileFact, PciSysfs, RawFacts
 from xenpass.parse.bdf import Bdf, parse_bdf
 from xenpass.parse.cmdline import parse_cmdline
+from xenpass.parse.hide import HideSlot
 from xenpass.parse.initramfs import InitramfsContent
 from xenpass.parse.lspci import LspciDevice, parse_lspci_k
 from xenpass.parse.modprobe import ModprobeDirective, normalize_module, parse_modprobe_conf
@@ -300,7 +301,8 @@ class HostFacts:
             "debian": [f"/boot/initrd.img-{self.kernel}"],
             "dracut": [f"/boot/initramfs-{self.kernel}.img"],
         }
-        generic = [f"/boot/initrd.img-{self.kernel}", f"/boot/initramfs-{self.kernel}.img", f"/boot/initramfs-{self.flavor}"]
+        generic = [f"/boot/initrd.img-{self.kernel}", f"/boot/initramfs-{self.kernel}.img",
+                   f"/boot/initramfs-{self.flavor}"]
         return list(dict.fromkeys(by_family.get(self.distro, []) + generic))
 
     @cached_property
@@ -322,6 +324,13 @@ class HostFacts:
         return None
 
     # -- devices the host itself declares -------------------------------------------------
+    def devices_named_by(self, slot: HideSlot) -> list[Bdf]:
+        """Present devices a hide slot names; an exact slot names its device even when absent."""
+        present = [b for b in self.pci if slot.matches(b)]
+        if present or slot.slot is None or slot.func is None:
+            return present
+        return [Bdf(slot.domain, slot.bus, slot.slot, slot.func)]
+
     def declared_devices(self) -> list[Bdf]:
         """Devices this host is set up to pass through: hide entries, xen-pci, domU configs, pciback."""
         from xenpass.rules.hide_sources import hide_sources  # local: rules build on facts
@@ -329,9 +338,7 @@ class HostFacts:
         found: list[Bdf] = []
         for source in hide_sources(self):
             for slot in source.value.slots:
-                found += [b for b in self.pci if slot.matches(b)] or (
-                    [Bdf(slot.domain, slot.bus, slot.slot, slot.func)] if slot.slot is not None and slot.func is not None else []
-                )
+                found += self.devices_named_by(slot)
         found += xen_pci_devices(self)
         for cfg in self.domu_configs.values():
             found += [s.bdf for s in cfg.pci or () if s.bdf is not None]

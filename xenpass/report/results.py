@@ -10,11 +10,12 @@ from pathlib import Path
 from xenpass.parse.bdf import Bdf
 from xenpass.rules import RULES
 from xenpass.rules.base import Verdict
-from xenpass.targets import HostResult
+from xenpass.targets import HostResult, Target
 
 
 @dataclass
 class RunResults:
+    targets: list[Target] | None = None
     hosts: list[HostResult] | None = None
     evaluated: dict[tuple[str, Bdf], dict[str, Verdict]] = field(default_factory=dict)
     reported: dict[str, dict[Bdf, dict[str, Verdict]]] = field(default_factory=dict)

@@ -97,7 +97,8 @@ def decide_builtin(sources: list[HideSource]) -> HideDecision:
     for s in sources:
         if s.kind != "cmdline":
             decision.ignored.append(s)
-            decision.problems.append(f"{s.where}: ignored, xen-pciback is built into the kernel (only the kernel command line counts)")
+            decision.problems.append(f"{s.where}: ignored, xen-pciback is built into the kernel "
+                                     "(only the kernel command line counts)")
     return decision
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from xenpass.facts.host import PCIBACK, HostFacts, Image
 from xenpass.parse.bdf import Bdf
@@ -27,7 +27,7 @@ def relevant(facts: HostFacts, bdf: Bdf, directives: list[ModprobeDirective]) ->
 def stamp(mtime: int | None) -> str:
     if mtime is None:
         return "unknown time"
-    return datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def image_directives(image: Image) -> list[ModprobeDirective]:
@@ -40,11 +40,13 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
     image = facts.boot_image
     if image is None:
         looked = ", ".join(facts.image_candidates()) or "(kernel release unknown)"
+        listing = "\n".join(f"{p} ({f.size} bytes)" for p, f in sorted(facts.raw.boot.items()))
         return RULE.verdict(Status.FAIL, f"no initramfs for the running kernel {facts.kernel} in /boot "
-                                         f"(looked for {looked})")
+                                         f"(looked for {looked})", Evidence("/boot", listing or "(empty)"))
     if image.content is None or image.content.error:
         why = image.content.error if image.content else "its content was not collected"
-        return RULE.verdict(Status.FAIL, f"cannot read {image.path}: {why}")
+        return RULE.verdict(Status.FAIL, f"cannot read {image.path}: {why}",
+                            Evidence(image.path, f"{image.size} bytes, {stamp(image.mtime)}"))
     host = [d for d in relevant(facts, bdf, facts.modprobe) if d.source.startswith(COPIED_PREFIXES)]
     inside = relevant(facts, bdf, image_directives(image))
     evidence = [Evidence(f"{image.path} ({stamp(image.mtime)}, {', '.join(image.content.segments)})",

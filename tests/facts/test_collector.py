@@ -1,0 +1,69 @@
+"""The collector's framing: exact payloads, truncation and garbage never crash, one command per host."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xenpass.facts.collector import parse_output, render_script
+
+T = "abc123"
+
+
+def frame(kind: str, name: str, payload: str, rc: int = 0) -> str:
+    return f"==XP:{T}:BEGIN {kind} {name}\n{payload}\n==XP:{T}:END {rc}\n"
+
+
+def test_payloads_are_exact_including_missing_final_newline():
+    out = frame("file", "/etc/modules", "xen_pciback hide=(01:00.0)\n") + frame("file", "/etc/x", "no newline")
+    facts = parse_output(out, T, "h")
+    assert facts.file("/etc/modules") == "xen_pciback hide=(01:00.0)\n"
+    assert facts.file("/etc/x") == "no newline"
+
+
+def test_empty_payload_and_command_exit_code():
+    out = frame("cmd", "xl pci-assignable-list", "", rc=0) + frame("cmd", "lspci -k", "boom", rc=127)
+    facts = parse_output(out, T, "h")
+    assert facts.output("xl pci-assignable-list") == ""
+    assert facts.commands["lspci -k"].rc == 127
+
+
+def test_a_payload_that_looks_like_a_frame_of_another_run_is_content():
+    fake = "==XP:zzz:END 0\n==XP:zzz:BEGIN file /etc/shadow"
+    facts = parse_output(frame("file", "/etc/modules", fake), T, "h")
+    assert facts.file("/etc/modules") == fake
+
+
+def test_truncated_output_is_flagged_not_fatal():
+    out = frame("file", "/etc/modules", "a\n")[:-20]
+    facts = parse_output(out, T, "h")
+    assert facts.truncated
+
+
+def test_stat_lines_fill_metadata_and_boot_listing():
+    out = frame("cmd", "stat", "1760000000 42 644 0 0 /etc/modules\n1760000100 9 600 0 0 /boot/initramfs-lts") + \
+        frame("file", "/etc/modules", "x\n")
+    facts = parse_output(out, T, "h")
+    assert facts.files["/etc/modules"].mtime == 1760000000
+    assert facts.boot["/boot/initramfs-lts"].size == 9
+
+
+def test_pci_and_flags():
+    out = f"==XP:{T}:FACT pci 0000:01:00.0|0x1000|0x0072|0x010700|pci:v00001000d00000072|pciback|/sys/devices/x\n" \
+          f"==XP:{T}:FACT release 6.6.31-0-lts\n==XP:{T}:FACT runlevel boot/modules\n"
+    facts = parse_output(out, T, "h")
+    assert facts.pci["0000:01:00.0"].driver == "pciback"
+    assert facts.release == "6.6.31-0-lts"
+    assert facts.flag_values("runlevel") == ["boot/modules"]
+
+
+def test_script_quotes_extra_paths():
+    script = render_script(T, ["/etc/xen/it's here.cfg"])
+    assert "EXTRA_FILES='/etc/xen/it'\"'\"'s here.cfg'" in script
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.text(), st.sampled_from([f"==XP:{T}:BEGIN file /x\n", f"\n==XP:{T}:END 0\n",
+                                                       f"==XP:{T}:FACT pci a|b\n", f"==XP:{T}:BEGIN base64 /b\n"]))))
+def test_parse_output_never_raises(chunks):
+    parse_output("".join(chunks), T, "h")

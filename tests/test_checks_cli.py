@@ -1,0 +1,95 @@
+"""The suites from the command line against snapshots: demo, inventory, declared devices, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from xenpass.facts.raw import load_snapshot, save_snapshot
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+
+
+def run_checks(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict | None]:
+    out = tmp_path / "c.json"
+    cmd = [sys.executable, "-m", "pytest", "checks/", "-q", "--tb=line", f"--compliance-json={out}",
+           f"--html={tmp_path / 'r.html'}", *args]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return done, json.loads(out.read_text()) if out.exists() else None
+
+
+def statuses(data: dict, host: str) -> dict[str, str]:
+    entry = next(h for h in data["hosts"] if h["host"] == host)
+    return {r["id"]: r["status"] for r in entry["devices"][0]["rules"]}
+
+
+def test_demo_snapshots_broken_fails_fixed_passes(tmp_path):
+    done, data = run_checks(tmp_path, "--snapshot", str(FIXTURES / "node03-broken-mpt2sas-alias.json"),
+                            "--snapshot", str(FIXTURES / "node03-fixed.json"))
+    assert done.returncode == 1
+    assert statuses(data, "node03-broken-mpt2sas-alias")["native-driver-blacklisted"] == "fail"
+    assert set(statuses(data, "node03-fixed").values()) == {"pass"}
+    assert "only an alias of mpt3sas" in done.stdout
+    assert (tmp_path / "r.html").read_text().count("Compliance matrix") == 1
+
+
+def test_fixed_host_alone_exits_zero(tmp_path):
+    done, _ = run_checks(tmp_path, "--snapshot", str(FIXTURES / "node03-fixed.json"))
+    assert done.returncode == 0, done.stdout
+
+
+def test_host_that_declares_no_device_fails_clearly(tmp_path):
+    raw = load_snapshot(FIXTURES / "node03-broken-mpt2sas-alias.json")
+    raw.files["/etc/modules"].content = "af_packet\nipv6\n"
+    raw.files["/sys/module/xen_pciback/parameters/hide"].content = "\n"
+    del raw.files["/etc/xen/nas.cfg"]
+    raw.host = "bare"
+    snap = save_snapshot(raw, tmp_path / "snaps")
+    done, _data = run_checks(tmp_path, "--snapshot", str(snap))
+    assert done.returncode == 1
+    assert "declares none for passthrough" in done.stdout
+
+
+def test_inventory_maps_hosts_to_devices(tmp_path):
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(
+        "hosts:\n"
+        f"  nodeA:\n    snapshot: {FIXTURES / 'node03-fixed.json'}\n    devices: ['01:00.0', '02:00.0']\n"
+        f"    domus: ['/etc/xen/nas.cfg']\n"
+    )
+    _done, data = run_checks(tmp_path, "--inventory", str(inventory))
+    host = data["hosts"][0]
+    assert host["host"] == "nodeA"
+    assert [d["bdf"] for d in host["devices"]] == ["0000:01:00.0", "0000:02:00.0"]
+    second = {r["id"]: r["status"] for r in host["devices"][1]["rules"]}
+    assert second["hide-entry"] == "fail" and second["domu-config"] == "fail"
+
+
+def test_example_inventory_in_fixtures_runs(tmp_path):
+    done, data = run_checks(tmp_path, "--inventory", str(FIXTURES / "inventory.yaml"))
+    assert done.returncode == 1 and len(data["hosts"]) == 2
+
+
+def test_bad_inventory_is_a_usage_error(tmp_path):
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text("hosts:\n  a:\n    devices: ['zz:zz.z']\n")
+    done, _ = run_checks(tmp_path, "--inventory", str(inventory))
+    assert done.returncode == 4
+    assert "malformed PCI address" in done.stderr
+
+
+def test_missing_snapshot_is_a_usage_error(tmp_path):
+    done, _ = run_checks(tmp_path, "--snapshot", str(tmp_path / "nope.json"))
+    assert done.returncode == 4
+
+
+def test_corrupt_snapshot_is_that_hosts_error(tmp_path):
+    bad = tmp_path / "garbled.json"
+    bad.write_text("{not json")
+    done, data = run_checks(tmp_path, "--snapshot", str(bad))
+    assert done.returncode == 1
+    assert data["hosts"][0]["reachable"] is False
+    assert "not a usable xenpass snapshot" in data["hosts"][0]["error"]

@@ -1,0 +1,80 @@
+"""The suites as a user runs them: `pytest checks/` over real SSH to fake dom0s behind a real sshd."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.fakehost import build
+from tests.support.scenarios import SCENARIOS
+from tests.support.sshd import Sshd, env_without_ssh_agent, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.ssh, pytest.mark.skipif(os.geteuid() != 0, reason="chroot and sshd need root")]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """Two fake dom0s behind their own sshd, plus a closed port, in one ssh_config."""
+    base = tmp_path_factory.mktemp("fleet")
+    servers = []
+    for name, scenario in (("node03", "node03-broken-mpt2sas-alias"), ("deb12", "debian12-kmod-compliant")):
+        root = build(SCENARIOS[scenario](), base / name / "root")
+        servers.append(Sshd(base / name / "sshd", root, name=name).start())
+    dead = Sshd(base / "dead", None, name="dead", port=free_port())
+    config = base / "ssh_config"
+    config.write_text("".join(s.config_block() for s in servers) + dead.config_block().replace(
+        f"IdentityFile {dead.key}", f"IdentityFile {servers[0].key}"))
+    yield config
+    for s in servers:
+        s.stop()
+
+
+def run_checks(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "pytest", "checks/", "-p", "no:cacheprovider", "-q", "--tb=short", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env_without_ssh_agent())
+
+
+def test_fleet_over_ssh(fleet, tmp_path):
+    report, result_json = tmp_path / "r.html", tmp_path / "c.json"
+    start = time.monotonic()
+    done = run_checks("--hosts=ssh://node03,ssh://deb12,ssh://dead", f"--ssh-config={fleet}",
+                      f"--html={report}", f"--compliance-json={result_json}")
+    elapsed = time.monotonic() - start
+    assert done.returncode == 1, done.stdout + done.stderr
+    data = {h["host"]: h for h in json.loads(result_json.read_text())["hosts"]}
+    node03 = {r["id"]: r for r in data["node03"]["devices"][0]["rules"]}
+    assert node03["native-driver-blacklisted"]["status"] == "fail"
+    assert "only an alias of mpt3sas" in node03["native-driver-blacklisted"]["reason"]
+    assert node03["hide-entry"]["status"] == "pass"
+    assert data["node03"]["remote_commands"] == 1
+    deb = data["deb12"]["devices"][0]
+    assert deb["bdf"] == "0000:00:05.0"
+    assert {r["status"] for r in deb["rules"]} <= {"pass", "skip"}
+    assert data["dead"]["reachable"] is False
+    assert "Traceback" not in done.stdout
+    error_lines = [ln for ln in done.stdout.splitlines() if "dead" in ln and "ERROR" in ln]
+    assert error_lines and all(len(ln) < 300 for ln in error_lines)
+    html = report.read_text()
+    assert "Compliance matrix" in html and "only an alias of mpt3sas" in html
+    print(f"\nthree hosts (one unreachable) over loopback SSH, whole pytest run: {elapsed:.2f} s")
+
+
+def test_one_host_names_test_ids_by_host_device_rule(fleet, tmp_path):
+    done = run_checks("--hosts=ssh://node03", f"--ssh-config={fleet}", "--device", "01:00.0", "-m",
+                      "not xen-iommu", "-rA", f"--compliance-json={tmp_path / 'c.json'}",
+                      f"--html={tmp_path / 'r.html'}")
+    assert "node03-0000:01:00.0-hide-entry" in done.stdout
+    assert "xen-iommu" not in json.dumps(json.loads((tmp_path / "c.json").read_text()))
+
+
+def test_malformed_device_is_a_usage_error_before_anything_runs(tmp_path):
+    done = run_checks("--hosts=ssh://nowhere.invalid", "--device", "01:00", f"--html={tmp_path / 'r.html'}")
+    assert done.returncode == 4
+    assert "malformed PCI address '01:00'" in done.stderr + done.stdout
