@@ -78,3 +78,17 @@ def test_malformed_device_is_a_usage_error_before_anything_runs(tmp_path):
     done = run_checks("--hosts=ssh://nowhere.invalid", "--device", "01:00", f"--html={tmp_path / 'r.html'}")
     assert done.returncode == 4
     assert "malformed PCI address '01:00'" in done.stderr + done.stdout
+
+
+def test_record_then_replay_gives_the_same_verdicts(fleet, tmp_path):
+    live = run_checks("--hosts=ssh://node03", f"--ssh-config={fleet}", f"--record={tmp_path / 'snaps'}",
+                      f"--compliance-json={tmp_path / 'live.json'}", f"--html={tmp_path / 'live.html'}")
+    replay = run_checks("--snapshot", str(tmp_path / "snaps" / "node03.json"),
+                        f"--compliance-json={tmp_path / 'replay.json'}", f"--html={tmp_path / 'replay.html'}")
+    assert live.returncode == replay.returncode == 1
+
+    def verdicts(path: Path) -> list:
+        host = json.loads(path.read_text())["hosts"][0]
+        return [(d["bdf"], [(r["id"], r["status"], r["reason"]) for r in d["rules"]]) for d in host["devices"]]
+
+    assert verdicts(tmp_path / "live.json") == verdicts(tmp_path / "replay.json")

@@ -21,7 +21,9 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
         evidence.append(Evidence("/sys/module/xen_pciback/parameters/hide (live)", live.strip() or "(empty)"))
     chosen = decision.value
     problems = list(decision.problems)
-    if chosen is not None and decision.loader is not None:
+    if decision.fatal:
+        problems = decision.fatal + problems
+    elif chosen is not None and decision.loader is not None:
         if chosen.value.error:
             problems.insert(0, f"{chosen.where}: `hide={chosen.value.raw}` does not parse, and the kernel then "
                                f"refuses to load xen-pciback at all: {chosen.value.error}")

@@ -29,6 +29,7 @@ class HideDecision:
     value: HideSource | None = None
     loader: str | None = None
     problems: list[str] = field(default_factory=list)
+    fatal: list[str] = field(default_factory=list)  # reasons nothing at all will take effect
     ignored: list[HideSource] = field(default_factory=list)
 
 
@@ -120,8 +121,8 @@ def decide_openrc(facts: HostFacts, sources: list[HideSource]) -> HideDecision:
     decision.loader = f"{first.source}:{first.lineno} (OpenRC modules service)"
     level = facts.runlevel_services.get("modules")
     if facts.runlevel_services and level is None:
-        decision.problems.append("the OpenRC 'modules' service is in no runlevel, so /etc/modules is never read "
-                                 "(rc-update add modules boot)")
+        decision.fatal.append("the OpenRC 'modules' service is in no runlevel, so /etc/modules is never read "
+                              "(rc-update add modules boot)")
     first_where = f"{first.source}:{first.lineno}"
     candidates = [s for s in sources if s.kind == "cmdline" and cmdline_counts(facts, s)]
     candidates += [s for s in sources if s.kind == "options"]
