@@ -27,8 +27,8 @@ def edited(name: str, files: dict[str, str | None] | None = None, cmdline: str |
     return HostFacts(raw)
 
 
-def verdict(facts: HostFacts, bdf, rule: str, ctx: Context = Context()):
-    return evaluate(facts, bdf, ctx)[rule]
+def verdict(facts: HostFacts, bdf, rule: str, ctx: Context | None = None):
+    return evaluate(facts, bdf, ctx or Context())[rule]
 
 
 def test_hide_slot_on_the_upstream_bridge_covers_the_device():
