@@ -27,6 +27,7 @@ def fleet(tmp_path_factory):
     for name, scenario in (("node03", "node03-broken-mpt2sas-alias"), ("deb12", "debian12-kmod-compliant")):
         root = build(SCENARIOS[scenario](), base / name / "root")
         servers.append(Sshd(base / name / "sshd", root, name=name).start())
+    servers.append(Sshd(base / "hung" / "sshd", None, name="hung", force_command="sleep 60").start())
     dead = Sshd(base / "dead", None, name="dead", port=free_port())
     config = base / "ssh_config"
     config.write_text("".join(s.config_block() for s in servers) + dead.config_block().replace(
@@ -92,3 +93,14 @@ def test_record_then_replay_gives_the_same_verdicts(fleet, tmp_path):
         return [(d["bdf"], [(r["id"], r["status"], r["reason"]) for r in d["rules"]]) for d in host["devices"]]
 
     assert verdicts(tmp_path / "live.json") == verdicts(tmp_path / "replay.json")
+
+
+def test_a_hung_host_times_out_alone(fleet, tmp_path):
+    start = time.monotonic()
+    done = run_checks("--hosts=ssh://node03,ssh://hung", f"--ssh-config={fleet}", "--host-timeout=3",
+                      f"--compliance-json={tmp_path / 'c.json'}", f"--html={tmp_path / 'r.html'}")
+    assert time.monotonic() - start < 30
+    hosts = {h["host"]: h for h in json.loads((tmp_path / "c.json").read_text())["hosts"]}
+    assert hosts["hung"]["reachable"] is False and "timed out after 3 s" in hosts["hung"]["error"]
+    assert hosts["node03"]["devices"][0]["rules"]
+    assert done.returncode == 1

@@ -34,6 +34,7 @@ class Sshd:
     root: Path | None = None  # fake host root to chroot into; None = this machine
     name: str = "testhost"
     port: int = field(default_factory=free_port)
+    force_command: str | None = None  # overrides the chroot, e.g. to simulate a host that hangs
     proc: subprocess.Popen | None = None
 
     @property
@@ -75,7 +76,9 @@ class Sshd:
                  "StrictModes no", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
                  "KbdInteractiveAuthentication no", "UsePAM no", "LogLevel ERROR", "MaxStartups 200:30:400",
                  "MaxSessions 200", "PrintMotd no", "AcceptEnv LANG LC_*"]
-        if self.root is not None:
+        if self.force_command:
+            lines.append(f"ForceCommand {self.force_command}")
+        elif self.root is not None:
             lines.append(f'ForceCommand /usr/sbin/chroot {self.root} /bin/sh -c "$SSH_ORIGINAL_COMMAND"')
         return "\n".join(lines) + "\n"
 
