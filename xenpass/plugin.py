@@ -6,8 +6,11 @@ Host selection reuses testinfra's own options (--hosts, --ssh-config, --sudo, --
 from __future__ import annotations
 
 import sys
+import threading
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,9 @@ import testinfra.host
 
 from xenpass.engine import evaluate
 from xenpass.facts.raw import save_snapshot
+from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
+from xenpass.remediate import remediate
 from xenpass.report.results import RunResults
 from xenpass.rules import RULES
 from xenpass.rules.base import Context, Status, Verdict
@@ -41,6 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="judge saved facts (a snapshot file or a directory of them) instead of live hosts")
     group.addoption("--record", metavar="DIR", help="save each host's collected facts as a snapshot in DIR")
     group.addoption("--compliance-json", metavar="PATH", help="machine-readable results (default in reports/)")
+    group.addoption("--fix", action="store_true", help="apply the fix plans (shown first), then judge again")
+    group.addoption("--fix-only", metavar="RULE[,RULE]", help="with --fix: only these rules' fixes")
     group.addoption("--host-timeout", type=float, default=120.0, metavar="SECONDS",
                     help="give up on a host that has not answered after this long (default 120)")
 
@@ -151,7 +158,32 @@ def collected_hosts(config: pytest.Config) -> list[HostResult]:
                 raise pytest.UsageError(str(exc)) from None
         run.hosts = gather(run.targets, connector(config), config.getoption("host_timeout"), progress(config))
         record(config, run.hosts)
+        if config.getoption("fix"):
+            remediate(run, connector(config), fix_only(config), lambda text: say(config, text))
     return run.hosts
+
+
+def fix_only(config: pytest.Config) -> set[str] | None:
+    value = config.getoption("fix_only")
+    if not value:
+        return None
+    wanted = {r.strip() for r in value.split(",") if r.strip()}
+    unknown = wanted - set(RULES)
+    if unknown:
+        raise pytest.UsageError(f"--fix-only: unknown rule(s) {', '.join(sorted(unknown))}; "
+                                f"known: {', '.join(RULES)}")
+    return wanted
+
+
+SAY_LOCK = threading.Lock()  # progress lines come from the collector threads
+
+
+def say(config: pytest.Config, text: str) -> None:
+    """Write to the real stderr even while pytest captures output (collection is captured)."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    with SAY_LOCK, capman.global_and_fixture_disabled() if capman else nullcontext():
+        sys.stderr.write(text.rstrip("\n") + "\n")
+        sys.stderr.flush()
 
 
 def progress(config: pytest.Config):
@@ -164,7 +196,7 @@ def progress(config: pytest.Config):
             state = f"ERROR {result.error}"
         else:
             state = f"{len(result.devices)} device(s), {result.facts.raw.remote_commands} remote command(s)"
-        sys.stderr.write(f"xenpass: {result.name}: {state} ({result.seconds:.2f} s)\n")
+        say(config, f"xenpass: {result.name}: {state} ({result.seconds:.2f} s)")
 
     return line
 
@@ -176,7 +208,7 @@ def record(config: pytest.Config, hosts: list[HostResult]) -> None:
     for host in hosts:
         if host.facts is not None:
             path = save_snapshot(host.facts.raw, directory)
-            sys.stderr.write(f"xenpass: recorded {host.name} -> {path}\n")
+            say(config, f"xenpass: recorded {host.name} -> {path}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -208,10 +240,19 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
     found = verdicts[rule_id]
     run.record(host_name, device, found)
     request.node.stash[VERDICT] = found
+    if not found.status.ok and found.status != Status.BLOCKED:
+        # this rule's steps, and those of the rules it blocks (e.g. the initramfs rebuild after a blacklist)
+        blocked = [r for r, v in verdicts.items() if v.status == Status.BLOCKED and v.reason.startswith(
+            f"blocked by {rule_id}:")]
+        plan = run.plan(host, device).for_rule(rule_id, *blocked)
+        request.node.stash[PLAN] = plan
+        if not plan.empty:
+            found = replace(found, reason=f"{found.reason}\n\nfix plan (apply with --fix):\n{plan.render()}")
     return found
 
 
 VERDICT = pytest.StashKey[Verdict]()
+PLAN = pytest.StashKey[Plan]()
 
 
 def assert_verdict(found: Verdict) -> None:
@@ -232,7 +273,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if found is not None and report.when == "call":
         from xenpass.report.html import verdict_extras
 
-        report.extras = getattr(report, "extras", []) + verdict_extras(found)
+        report.extras = getattr(report, "extras", []) + verdict_extras(found, item.stash.get(PLAN, None))
         report.user_properties.append(("status", found.status.value))
 
 

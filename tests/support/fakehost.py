@@ -233,11 +233,31 @@ esac
 """
 
 
+# The initramfs tools, as far as the checker can tell: they pack the current modprobe.d into the image.
+# Touch /var/lib/fakehost/fail-initramfs to make them fail (for the applier's stop-on-failure test).
+INITRAMFS_TOOL = r"""#!/bin/sh
+[ -e /var/lib/fakehost/fail-initramfs ] && { echo "$TOOL: cannot build the image: no space left" >&2; exit 1; }
+stage=$(mktemp -d)
+mkdir -p "$stage/etc/modprobe.d" "$stage/conf"
+for f in /etc/modprobe.d/*.conf; do [ -f "$f" ] && cp "$f" "$stage/etc/modprobe.d/"; done
+[ -f /etc/initramfs-tools/modules ] && cp /etc/initramfs-tools/modules "$stage/conf/modules"
+echo '#!/bin/sh' > "$stage/init"
+(cd "$stage" && find . | cpio -o -H newc 2>/dev/null) | gzip > "$OUT.new" && mv "$OUT.new" "$OUT"
+rm -rf "$stage"
+echo "==> initramfs: creating $OUT"
+"""
+MKINITFS = "#!/bin/sh\nTOOL=mkinitfs\nwhile [ $# -gt 0 ]; do case $1 in -o) OUT=$2; shift 2;; *) shift;; esac; done\n"
+UPDATE_INITRAMFS = ("#!/bin/sh\nTOOL=update-initramfs\n"
+                    "while [ $# -gt 0 ]; do case $1 in -k) OUT=/boot/initrd.img-$2; shift 2;; *) shift;; esac; done\n")
+
+
 def build_tools(host: FakeHost, root: Path) -> None:
     lspci = LSPCI_BUSYBOX if host.lspci_format == "busybox" else LSPCI_PCIUTILS
     write(root, "/usr/local/bin/lspci", lspci, 0o755)
     write(root, "/usr/local/bin/dmesg", "#!/bin/sh\ncat /var/lib/fakehost/dmesg\n", 0o755)
     write(root, "/var/lib/fakehost/dmesg", host.dmesg)
+    tool = ("mkinitfs", MKINITFS) if host.distro == "alpine" else ("update-initramfs", UPDATE_INITRAMFS)
+    write(root, f"/usr/local/sbin/{tool[0]}", tool[1] + INITRAMFS_TOOL.split("\n", 1)[1], 0o755)
     modprobe_target = "/bin/busybox" if host.distro == "alpine" else "/bin/kmod"
     if host.distro != "alpine":
         write(root, "/bin/kmod", "#!/bin/sh\necho 'kmod version 30'\n", 0o755)

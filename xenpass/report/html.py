@@ -6,6 +6,7 @@ from html import escape
 
 from pytest_html import extras
 
+from xenpass.fix.base import Plan
 from xenpass.report.results import RunResults
 from xenpass.rules.base import Verdict
 
@@ -18,11 +19,14 @@ STYLE = """<style>
 </style>"""
 
 
-def verdict_extras(verdict: Verdict) -> list:
+def verdict_extras(verdict: Verdict, plan: Plan | None = None) -> list:
     parts = [f"<p><b>{escape(verdict.rule)}: {verdict.status.value.upper()}</b>"
              f"{' (' + escape(verdict.state) + ')' if verdict.state else ''} — {escape(verdict.reason)}</p>"]
     for item in verdict.evidence:
         parts.append(f"<div><i>{escape(item.source)}</i><pre class='xp-evidence'>{escape(item.text)}</pre></div>")
+    if plan is not None and not plan.empty:
+        parts.append(f"<div><b>Fix plan</b> (apply with <code>--fix</code>)<pre class='xp-evidence'>"
+                     f"{escape(plan.render())}</pre></div>")
     return [extras.html("".join(parts))]
 
 

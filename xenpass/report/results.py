@@ -7,9 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xenpass.fix.apply import ApplyReport
+from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
 from xenpass.rules import RULES
-from xenpass.rules.base import Verdict
+from xenpass.rules.base import Context, Verdict
 from xenpass.targets import HostResult, Target
 
 
@@ -19,6 +21,9 @@ class RunResults:
     hosts: list[HostResult] | None = None
     evaluated: dict[tuple[str, Bdf], dict[str, Verdict]] = field(default_factory=dict)
     reported: dict[str, dict[Bdf, dict[str, Verdict]]] = field(default_factory=dict)
+    plans: dict[tuple[str, Bdf], Plan] = field(default_factory=dict)
+    before: dict[tuple[str, Bdf], dict[str, Verdict]] = field(default_factory=dict)
+    applied: dict[tuple[str, Bdf], ApplyReport] = field(default_factory=dict)
 
     def host(self, name: str) -> HostResult:
         return next(h for h in self.hosts or [] if h.name == name)
@@ -28,6 +33,16 @@ class RunResults:
         if key not in self.evaluated:
             self.evaluated[key] = compute()
         return self.evaluated[key]
+
+    def plan(self, host: HostResult, bdf: Bdf) -> Plan:
+        """The fix plan for a device (computed once; --fix computes it before applying)."""
+        key = (host.name, bdf)
+        if key not in self.plans:
+            from xenpass.fix import plan_device
+
+            assert host.facts is not None
+            self.plans[key] = plan_device(host.facts, bdf, Context(host.target.domus))
+        return self.plans[key]
 
     def record(self, host: str, bdf: Bdf, verdict: Verdict) -> None:
         self.reported.setdefault(host, {}).setdefault(bdf, {})[verdict.rule] = verdict
@@ -48,7 +63,7 @@ class RunResults:
         return out
 
     def to_json(self) -> dict:
-        return {"hosts": [host_json(h, self.reported.get(h.name, {})) for h in self.hosts or []]}
+        return {"hosts": [host_json(h, self.reported.get(h.name, {}), self) for h in self.hosts or []]}
 
     def write_json(self, path: str) -> Path:
         target = Path(path)
@@ -59,7 +74,7 @@ class RunResults:
         return target
 
 
-def host_json(host: HostResult, devices: dict[Bdf, dict[str, Verdict]]) -> dict:
+def host_json(host: HostResult, devices: dict[Bdf, dict[str, Verdict]], run: RunResults) -> dict:
     facts = host.facts
     out: dict = {
         "host": host.name,
@@ -68,11 +83,27 @@ def host_json(host: HostResult, devices: dict[Bdf, dict[str, Verdict]]) -> dict:
         "kernel": facts.kernel if facts else None,
         "remote_commands": facts.raw.remote_commands if facts else 0,
         "seconds": round(host.seconds, 3),
-        "devices": [
-            {"bdf": str(bdf), "rules": [v.to_json() for v in verdicts.values()]}
-            for bdf, verdicts in sorted(devices.items())
-        ],
+        "devices": [device_json(run, host.name, bdf, verdicts) for bdf, verdicts in sorted(devices.items())],
     }
     if host.error:
         out["error"] = host.error
+    return out
+
+
+def device_json(run: RunResults, host: str, bdf: Bdf, verdicts: dict[str, Verdict]) -> dict:
+    key = (host, bdf)
+    plan = run.plans.get(key)
+    rules = []
+    for verdict in verdicts.values():
+        entry = verdict.to_json()
+        if key in run.before:
+            entry["before"] = run.before[key][verdict.rule].status.value
+        if plan is not None and not plan.for_rule(verdict.rule).empty:
+            entry["fix"] = plan.for_rule(verdict.rule).to_json()
+        rules.append(entry)
+    out: dict = {"bdf": str(bdf), "rules": rules}
+    if plan is not None and not plan.empty:
+        out["plan"] = plan.to_json()
+    if key in run.applied:
+        out["applied"] = run.applied[key].to_json()
     return out
