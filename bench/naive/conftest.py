@@ -1,0 +1,1 @@
+"""The naive suite uses testinfra's own `host` fixture and nothing of xenpass."""

@@ -1,0 +1,84 @@
+"""Scenarios on a real Xen 4.17 + Debian 12 dom0 (QEMU/TCG): each from pristine, set up over SSH, rebooted
+where the truth depends on boot order, then judged by the product exactly as a user runs it."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+OPTIONS = "echo 'options xen-pciback hide=(0000:00:05.0)' > /etc/modprobe.d/xen-pciback.conf"
+LOAD = "echo xen-pciback >> /etc/modules"
+BLACKLIST = "echo 'blacklist mptsas' > /etc/modprobe.d/xen-passthrough.conf"
+REBUILD = "update-initramfs -u"
+
+
+def statuses(verdicts: dict[str, dict]) -> dict[str, str]:
+    return {rule: v["status"] for rule, v in verdicts.items()}
+
+
+def test_nothing_configured(pristine):
+    v = pristine.verdicts()
+    assert statuses(v) | {"xen-iommu": "-"} == {
+        "hide-entry": "fail", "native-driver-blacklisted": "fail", "initramfs-current": "blocked",
+        "driver-pciback": "fail", "assignable": "blocked", "domu-config": "skip", "xen-iommu": "-"}
+    assert "bound to mptsas" in v["driver-pciback"]["reason"]
+    assert pristine.sh("lspci -k -s 00:05.0").count("Kernel driver in use: mptsas") == 1
+
+
+def test_correct_route_modprobe_options_and_initramfs(pristine):
+    pristine.sh(f"{OPTIONS}; {LOAD}; {BLACKLIST}; {REBUILD}")
+    pristine.reboot()
+    v = pristine.verdicts()
+    assert set(statuses(v).values()) <= {"pass", "skip", "warn"}, statuses(v)
+    assert "Kernel driver in use: pciback" in pristine.sh("lspci -k -s 00:05.0")
+    assert "0000:00:05.0" in pristine.sh("xl pci-assignable-list")
+    # the second controller is untouched
+    other = pristine.verdicts("00:06.0")
+    assert "bound to megaraid_sas" in other["driver-pciback"]["reason"]
+
+
+def test_live_route_xl_pci_assignable_add(pristine):
+    pristine.sh("xl pci-assignable-add 00:05.0")
+    v = statuses(pristine.verdicts())
+    assert v["driver-pciback"] == "pass" and v["assignable"] == "pass"
+    assert v["hide-entry"] == "fail"  # live only: gone after a reboot
+
+
+def test_hide_typo_stops_pciback_loading(pristine):
+    pristine.sh(f"echo 'options xen-pciback hide=(0000:00.05.0)' > /etc/modprobe.d/xen-pciback.conf; {LOAD}; "
+                f"{BLACKLIST}; {REBUILD}")
+    pristine.reboot()
+    v = pristine.verdicts()
+    assert v["hide-entry"]["status"] == "fail" and "Error parsing pci_devs_to_hide" in v["hide-entry"]["reason"]
+    assert v["driver-pciback"]["status"] == "fail" and "not loaded" in v["driver-pciback"]["reason"]
+
+
+def test_blacklist_without_initramfs_rebuild(pristine):
+    pristine.sh(f"{OPTIONS}; {LOAD}; {BLACKLIST}")
+    pristine.reboot()
+    v = pristine.verdicts()
+    assert v["initramfs-current"]["status"] == "fail"
+    assert "lacks `blacklist mptsas`" in v["initramfs-current"]["reason"]
+    assert v["driver-pciback"]["status"] == "fail"  # mptsas, in the old image, won the device at boot
+    assert "Kernel driver in use: mptsas" in pristine.sh("lspci -k -s 00:05.0")
+
+
+def test_initramfs_rebuilt_before_the_blacklist(pristine):
+    pristine.sh(f"{OPTIONS}; {LOAD}; {REBUILD}; sleep 1; {BLACKLIST}")
+    pristine.reboot()
+    v = pristine.verdicts()
+    assert v["initramfs-current"]["status"] == "fail"
+    assert "is newer than /boot/initrd.img" in v["initramfs-current"]["reason"]
+    assert v["driver-pciback"]["status"] == "fail"
+
+
+def test_fix_then_reboot_reaches_compliance_and_a_second_fix_plans_nothing(pristine):
+    code, data = pristine.check("--device", "00:05.0", "--fix", name="fix")
+    device = data["hosts"][0]["devices"][0]
+    assert device["applied"]["failed"] is None, device["applied"]
+    pristine.reboot()
+    v = pristine.verdicts()
+    assert set(statuses(v).values()) <= {"pass", "skip", "warn"}, statuses(v)
+    _, again = pristine.check("--device", "00:05.0", "--fix", name="fix-again")
+    assert "plan" not in again["hosts"][0]["devices"][0]
