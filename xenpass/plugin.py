@@ -29,6 +29,7 @@ from xenpass.targets import HostResult, Target, UsageProblem, gather, load_inven
 
 CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
 RESULTS = pytest.StashKey[RunResults]()
+COMPACT_ABOVE = 2000  # tests; past this a per-test evidence dump makes the HTML too big to open
 
 
 class ComplianceWarning(UserWarning):
@@ -48,6 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--compliance-json", metavar="PATH", help="machine-readable results (default in reports/)")
     group.addoption("--fix", action="store_true", help="apply the fix plans (shown first), then judge again")
     group.addoption("--fix-only", metavar="RULE[,RULE]", help="with --fix: only these rules' fixes")
+    group.addoption("--report-detail", choices=("auto", "full", "compact"), default="auto",
+                    help="HTML detail: full puts evidence and plans on every test; compact (auto above "
+                         f"{COMPACT_ABOVE} tests) keeps them in the compliance JSON only, so huge fleets stay readable")
     group.addoption("--host-timeout", type=float, default=120.0, metavar="SECONDS",
                     help="give up on a host that has not answered after this long (default 120)")
 
@@ -246,7 +250,7 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
             f"blocked by {rule_id}:")]
         plan = run.plan(host, device).for_rule(rule_id, *blocked)
         request.node.stash[PLAN] = plan
-        if not plan.empty:
+        if not plan.empty and not run.compact:
             found = replace(found, reason=f"{found.reason}\n\nfix plan (apply with --fix):\n{plan.render()}")
     return found
 
@@ -265,12 +269,17 @@ def assert_verdict(found: Verdict) -> None:
         warnings.warn(ComplianceWarning(f"[{found.rule}] {found.reason}"), stacklevel=2)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    detail = config.getoption("report_detail")
+    results(config).compact = detail == "compact" or (detail == "auto" and len(items) > COMPACT_ABOVE)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
     found = item.stash.get(VERDICT, None)
-    if found is not None and report.when == "call":
+    if found is not None and report.when == "call" and not results(item.config).compact:
         from xenpass.report.html import verdict_extras
 
         report.extras = getattr(report, "extras", []) + verdict_extras(found, item.stash.get(PLAN, None))
@@ -283,6 +292,9 @@ def pytest_html_results_summary(prefix: list, summary: list, postfix: list, sess
         from xenpass.report.html import matrix_html
 
         prefix.append(matrix_html(run))
+        if run.compact:
+            prefix.append("<p><i>Compact report: evidence and fix plans of each test are in the compliance "
+                          "JSON (--report-detail=full puts them here).</i></p>")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -54,6 +54,7 @@ class Lab:
 @pytest.fixture(scope="session")
 def lab_session():
     lab("build", timeout=3600)
+    lab("down")  # the suite owns the lab while it runs: start from a known process
     lab("up")
     yield
     lab("down")

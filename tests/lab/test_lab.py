@@ -74,7 +74,7 @@ def test_initramfs_rebuilt_before_the_blacklist(pristine):
 
 
 def test_fix_then_reboot_reaches_compliance_and_a_second_fix_plans_nothing(pristine):
-    code, data = pristine.check("--device", "00:05.0", "--fix", name="fix")
+    _, data = pristine.check("--device", "00:05.0", "--fix", name="fix")
     device = data["hosts"][0]["devices"][0]
     assert device["applied"]["failed"] is None, device["applied"]
     pristine.reboot()

@@ -18,6 +18,7 @@ from xenpass.targets import HostResult, Target
 @dataclass
 class RunResults:
     targets: list[Target] | None = None
+    compact: bool = False  # HTML without per-test evidence (huge runs); the JSON always has it
     hosts: list[HostResult] | None = None
     evaluated: dict[tuple[str, Bdf], dict[str, Verdict]] = field(default_factory=dict)
     reported: dict[str, dict[Bdf, dict[str, Verdict]]] = field(default_factory=dict)

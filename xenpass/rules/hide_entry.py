@@ -45,6 +45,10 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
     if via_service is not None:
         return RULE.verdict(Status.PASS, via_service, *evidence, file_evidence(facts, "/etc/conf.d/xen-pci"))
     reason = "; ".join(dict.fromkeys(problems)) or f"no xen-pciback hide= entry names {bdf}"
+    if not evidence:  # nothing mentions hide= at all: show where it was looked for
+        evidence = [file_evidence(facts, "/etc/modules")]
+        evidence += [Evidence(f.path, f"{len(f.text.splitlines())} lines, no `options xen-pciback`")
+                     for f in facts.modprobe_files]
     return RULE.verdict(Status.FAIL, reason, *evidence)
 
 
