@@ -14,6 +14,7 @@ from xenpass.facts.collector import HostUnreachable, collect
 from xenpass.facts.host import HostFacts
 from xenpass.facts.raw import RawFacts, SnapshotError, load_snapshot
 from xenpass.parse.bdf import Bdf, parse_bdf
+from xenpass.rules.declared import declared_devices
 
 
 class UsageProblem(Exception):
@@ -138,7 +139,7 @@ def gather_one(target: Target, connect: Connect) -> HostResult:
     try:
         raw = read_target(target, connect)
         result.facts = HostFacts(raw)
-        result.devices = list(target.devices) or result.facts.declared_devices()
+        result.devices = list(target.devices) or declared_devices(result.facts)
     except (HostUnreachable, SnapshotError) as exc:
         result.error = str(exc)
     except Exception as exc:

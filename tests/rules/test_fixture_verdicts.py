@@ -9,6 +9,7 @@ from xenpass.engine import evaluate
 from xenpass.parse.bdf import parse_bdf
 from xenpass.rules import RULES
 from xenpass.rules.base import Context
+from xenpass.rules.declared import declared_devices
 
 ALL_PASS = dict.fromkeys(RULES, "pass")
 BROKEN_BLACKLIST = {**ALL_PASS, "native-driver-blacklisted": "fail", "initramfs-current": "blocked",
@@ -69,7 +70,7 @@ def test_fixture_verdicts(name):
 def test_fixture_declares_its_device(name):
     device, _ = EXPECTED[name]
     expected = [] if name in DECLARES_NOTHING else [parse_bdf(device)]
-    assert load_fixture(name).declared_devices() == expected
+    assert declared_devices(load_fixture(name)) == expected
 
 
 def test_attached_is_a_distinct_passing_state():

@@ -9,7 +9,6 @@ from pathlib import PurePosixPath
 from xenpass.facts.raw import FileFact, PciSysfs, RawFacts
 from xenpass.parse.bdf import Bdf, parse_bdf
 from xenpass.parse.cmdline import parse_cmdline
-from xenpass.parse.hide import HideSlot
 from xenpass.parse.initramfs import InitramfsContent
 from xenpass.parse.lspci import LspciDevice, parse_lspci_k
 from xenpass.parse.modprobe import ModprobeDirective, normalize_module, parse_modprobe_conf
@@ -322,29 +321,6 @@ class HostFacts:
                 )
             return Image(path, stat.mtime if stat else None, stat.size if stat else None, content)
         return None
-
-    # -- devices the host itself declares -------------------------------------------------
-    def devices_named_by(self, slot: HideSlot) -> list[Bdf]:
-        """Present devices a hide slot names; an exact slot names its device even when absent."""
-        present = [b for b in self.pci if slot.matches(b)]
-        if present or slot.slot is None or slot.func is None:
-            return present
-        return [Bdf(slot.domain, slot.bus, slot.slot, slot.func)]
-
-    def declared_devices(self) -> list[Bdf]:
-        """Devices this host is set up to pass through: hide entries, xen-pci, domU configs, pciback."""
-        from xenpass.rules.hide_sources import hide_sources  # local: rules build on facts
-
-        found: list[Bdf] = []
-        for source in hide_sources(self):
-            for slot in source.value.slots:
-                found += self.devices_named_by(slot)
-        found += xen_pci_devices(self)
-        for cfg in self.domu_configs.values():
-            found += [s.bdf for s in cfg.pci or () if s.bdf is not None]
-        found += self.pciback_slots
-        found += [b for b, dev in self.pci.items() if dev.driver == "pciback"]
-        return sorted(dict.fromkeys(found))
 
 
 def xen_pci_devices(facts: HostFacts) -> list[Bdf]:

@@ -15,9 +15,9 @@ OPTIONS_FILE = "/etc/modprobe.d/xen-pciback.conf"
 
 def wanted_slots(facts: HostFacts, bdf: Bdf) -> list[HideSlot]:
     """Every valid slot the host already names anywhere, plus the device: merge, never duplicate."""
-    slots = [slot for source in hide_sources(facts) for slot in source.value.slots]
-    for word in (w for source in hide_sources(facts) for w in source.stray):
-        slots += parse_hide(word).slots  # what a space split off is still wanted
+    sources = hide_sources(facts)
+    slots = [slot for source in sources for slot in source.value.slots]
+    slots += [slot for source in sources for word in source.stray for slot in parse_hide(word).slots]  # split off
     if not any(s.matches(bdf) for s in slots):
         slots.append(slot_for(bdf))
     return list(dict.fromkeys(slots))
