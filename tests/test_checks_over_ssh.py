@@ -20,21 +20,28 @@ pytestmark = [pytest.mark.ssh, pytest.mark.skipif(os.geteuid() != 0, reason="chr
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    """Two fake dom0s behind their own sshd, plus a closed port, in one ssh_config."""
+def servers(tmp_path_factory):
+    """Two fake dom0s and a hung host, each behind its own sshd on 127.0.0.1."""
     base = tmp_path_factory.mktemp("fleet")
-    servers = []
+    started = {}
     for name, scenario in (("node03", "node03-broken-mpt2sas-alias"), ("deb12", "debian12-kmod-compliant")):
         root = build(SCENARIOS[scenario](), base / name / "root")
-        servers.append(Sshd(base / name / "sshd", root, name=name).start())
-    servers.append(Sshd(base / "hung" / "sshd", None, name="hung", force_command="sleep 60").start())
+        started[name] = Sshd(base / name / "sshd", root, name=name).start()
+    started["hung"] = Sshd(base / "hung" / "sshd", None, name="hung", force_command="sleep 60").start()
+    yield started
+    for server in started.values():
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(servers, tmp_path_factory):
+    """One ssh_config naming every server, plus a host whose port is closed."""
+    base = tmp_path_factory.mktemp("fleet-config")
     dead = Sshd(base / "dead", None, name="dead", port=free_port())
     config = base / "ssh_config"
-    config.write_text("".join(s.config_block() for s in servers) + dead.config_block().replace(
-        f"IdentityFile {dead.key}", f"IdentityFile {servers[0].key}"))
-    yield config
-    for s in servers:
-        s.stop()
+    config.write_text("".join(s.config_block() for s in servers.values()) + dead.config_block().replace(
+        f"IdentityFile {dead.key}", f"IdentityFile {servers['node03'].key}"))
+    return config
 
 
 def run_checks(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -104,3 +111,37 @@ def test_a_hung_host_times_out_alone(fleet, tmp_path):
     assert hosts["hung"]["reachable"] is False and "timed out after 3 s" in hosts["hung"]["error"]
     assert hosts["node03"]["devices"][0]["rules"]
     assert done.returncode == 1
+
+
+def test_ansible_inventory_is_a_source_of_hosts(servers, tmp_path):
+    """testinfra's ansible backend: hosts, ports, users and keys come from the inventory, names from it too."""
+    lines = ["[dom0s]"]
+    for name in ("node03", "deb12"):
+        server = servers[name]
+        lines.append(f"{name} ansible_host=127.0.0.1 ansible_port={server.port} ansible_user=root "
+                     f"ansible_ssh_private_key_file={server.key} "
+                     "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'")
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("\n".join(lines) + "\n")
+    result_json = tmp_path / "c.json"
+    done = run_checks(f"--ansible-inventory={inventory}", "--hosts=ansible://dom0s",
+                      f"--compliance-json={result_json}", f"--html={tmp_path / 'r.html'}")
+    assert done.returncode == 1, done.stdout + done.stderr
+    data = {h["host"]: h for h in json.loads(result_json.read_text())["hosts"]}
+    assert sorted(data) == ["deb12", "node03"]
+    assert all(h["reachable"] for h in data.values())
+    node03 = {r["id"]: r["status"] for r in data["node03"]["devices"][0]["rules"]}
+    assert node03["native-driver-blacklisted"] == "fail"
+
+
+@pytest.mark.parametrize("inventory_text, spec, message", [
+    ("[x\nbad", "ansible://all", "cannot expand hosts"),
+    ("[dom0s]\nnode9 ansible_host=127.0.0.1\n", "ansible://nogroup", "no hosts match ansible://nogroup"),
+])
+def test_an_inventory_that_names_no_host_is_a_usage_error(tmp_path, inventory_text, spec, message):
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(inventory_text)
+    done = run_checks(f"--ansible-inventory={inventory}", f"--hosts={spec}", f"--html={tmp_path / 'r.html'}")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert message in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

@@ -5,6 +5,8 @@ Host selection reuses testinfra's own options (--hosts, --ssh-config, --sudo, --
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import threading
 import warnings
@@ -110,12 +112,31 @@ def expand_specs(
     config: pytest.Config, specs: list[str], devices: tuple[Bdf, ...], domus: tuple[str, ...]
 ) -> list[Target]:
     """testinfra expands specs (ansible groups, globs) into backends: one target per backend."""
+    if config.getoption("ansible_inventory", None) or any(s.startswith("ansible://") for s in specs):
+        find_ansible_inventory_command()
+    try:
+        backends = testinfra_backends(config, specs)
+    except Exception as exc:  # a bad inventory or spec: one line, before anything runs
+        detail = " ".join(str(exc).split())[:400]
+        raise UsageProblem(f"cannot expand hosts {','.join(specs)}: {detail}") from None
+    if not backends:
+        raise UsageProblem(f"no hosts match {','.join(specs)}")
     targets = []
-    for backend in testinfra_backends(config, specs):
+    for backend in backends:
         name = "localhost" if backend.NAME == "local" else backend.get_hostname()
         targets.append(Target(name=name, spec=f"{backend.NAME}://{name}", devices=devices, domus=domus))
         BACKENDS[name] = backend
     return targets
+
+
+def find_ansible_inventory_command() -> None:
+    """testinfra runs `ansible-inventory` through the shell: find it beside this Python when the venv is not active."""
+    if shutil.which("ansible-inventory"):
+        return
+    venv_bin = Path(sys.executable).parent
+    if not (venv_bin / "ansible-inventory").exists():
+        raise UsageProblem("ansible hosts need ansible-core's `ansible-inventory` (pip install ansible-core)")
+    os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 # Backends testinfra already built while expanding --hosts, by target name.
