@@ -93,3 +93,34 @@ def test_corrupt_snapshot_is_that_hosts_error(tmp_path):
     assert done.returncode == 1
     assert data["hosts"][0]["reachable"] is False
     assert "not a usable xenpass snapshot" in data["hosts"][0]["error"]
+
+
+def html_rows(report: Path) -> dict[str, list]:
+    """The per-test rows pytest-html embeds in its page (a JSON blob in an attribute)."""
+    import html
+    import re
+
+    blob = re.search(r'data-jsonblob="(.*?)"', report.read_text(), re.S)
+    assert blob, "no pytest-html data in the report"
+    return {test_id: rows for test_id, rows in json.loads(html.unescape(blob.group(1)))["tests"].items() if rows}
+
+
+def test_compact_report_lists_what_did_not_pass_and_counts_the_rest(tmp_path):
+    snapshots = ["--snapshot", str(FIXTURES / "node03-broken-mpt2sas-alias.json"),
+                 "--snapshot", str(FIXTURES / "node03-fixed.json")]
+    full_dir, compact_dir = tmp_path / "full", tmp_path / "compact"
+    full_dir.mkdir(), compact_dir.mkdir()
+    _, full_data = run_checks(full_dir, *snapshots, "--report-detail=full")
+    _, compact_data = run_checks(compact_dir, *snapshots, "--report-detail=compact")
+    full_rows, compact_rows = html_rows(full_dir / "r.html"), html_rows(compact_dir / "r.html")
+    passing = {t for t, rows in full_rows.items() if rows[0]["result"] == "Passed"}
+    assert passing and len(full_rows) == 14
+    assert set(compact_rows) == set(full_rows) - passing
+    page = (compact_dir / "r.html").read_text()
+    assert f"{len(passing)} Passed" in page and f"({len(passing):,} passing tests are counted, not listed)" in page
+    assert page.count("xp-pass") - page.count(".xp-pass") == len(passing)  # the matrix still shows each one
+    assert len(page) < len((full_dir / "r.html").read_text())
+    for data in (full_data, compact_data):
+        for host in data["hosts"]:
+            host.pop("seconds")  # collection time, the one thing that differs between two runs
+    assert compact_data == full_data  # the JSON keeps everything

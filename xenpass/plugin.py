@@ -86,6 +86,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except UsageProblem as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[RESULTS] = run
+    from xenpass.report.html import CompactTable
+
+    config.pluginmanager.register(CompactTable(run, config), "xenpass-compact-table")
 
 
 def results(config: pytest.Config) -> RunResults:
@@ -300,11 +303,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
     found = item.stash.get(VERDICT, None)
-    if found is not None and report.when == "call" and not results(item.config).compact:
+    if found is None or report.when != "call":
+        return
+    report.user_properties.append(("status", found.status.value))
+    if not results(item.config).compact:
         from xenpass.report.html import verdict_extras
 
         report.extras = getattr(report, "extras", []) + verdict_extras(found, item.stash.get(PLAN, None))
-        report.user_properties.append(("status", found.status.value))
 
 
 def pytest_html_results_summary(prefix: list, summary: list, postfix: list, session: pytest.Session) -> None:
@@ -314,8 +319,15 @@ def pytest_html_results_summary(prefix: list, summary: list, postfix: list, sess
 
         prefix.append(matrix_html(run))
         if run.compact:
-            prefix.append("<p><i>Compact report: evidence and fix plans of each test are in the compliance "
-                          "JSON (--report-detail=full puts them here).</i></p>")
+            prefix.append(compact_note(session.config))
+
+
+def compact_note(config: pytest.Config) -> str:
+    table = config.pluginmanager.get_plugin("xenpass-compact-table")
+    unlisted = getattr(table, "unlisted_passes", 0)
+    return (f"<p><i>Compact report: the matrix shows every verdict; the table below lists only the tests that did "
+            f"not pass ({unlisted:,} passing tests are counted, not listed). Evidence and fix plans are in the "
+            "compliance JSON (--report-detail=full puts them here).</i></p>")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -73,6 +73,27 @@ def test_initramfs_rebuilt_before_the_blacklist(pristine):
     assert v["driver-pciback"]["status"] == "fail"
 
 
+# A PV guest that never needs to boot: dom0's own kernel, created paused. libxl assigns the device when it
+# builds the domain, so `xl pci-list` shows it attached while the guest costs no CPU under TCG.
+TINY_DOMU = """name = "tiny"
+type = "pv"
+kernel = "$(ls /boot/vmlinuz-* | head -n 1)"
+memory = 96
+pci = [ '00:05.0' ]
+"""
+
+
+def test_device_attached_to_a_running_pv_domu(pristine):
+    pristine.sh("modprobe xen-pciback && xl pci-assignable-add 00:05.0")
+    pristine.sh(f'cat > /etc/xen/tiny.cfg <<EOF\n{TINY_DOMU}EOF\nxl create -p /etc/xen/tiny.cfg')
+    assert "0000:00:05.0" in pristine.sh("xl pci-list tiny")
+    v = pristine.verdicts("00:05.0", "--domu", "/etc/xen/tiny.cfg")
+    assert v["assignable"]["status"] == "pass", v["assignable"]
+    assert "attached to the running domain tiny" in v["assignable"]["reason"]
+    assert v["domu-config"]["status"] == "pass"
+    assert "0000:00:05.0" not in pristine.sh("xl pci-assignable-list")  # in use, so no longer listed
+
+
 def test_fix_then_reboot_reaches_compliance_and_a_second_fix_plans_nothing(pristine):
     _, data = pristine.check("--device", "00:05.0", "--fix", name="fix")
     device = data["hosts"][0]["devices"][0]

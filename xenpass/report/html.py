@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+import pytest
 from pytest_html import extras
 
 from xenpass.fix.base import Plan
@@ -30,6 +31,31 @@ def verdict_extras(verdict: Verdict, plan: Plan | None = None) -> list:
     return [extras.html("".join(parts))]
 
 
+class CompactTable:
+    """Compact reports list only the tests that did not pass; the matrix above still shows every verdict.
+
+    pytest-html puts a ~700-byte JSON row per test into the page: at 14,000 tests that alone passes 10 MB.
+    """
+
+    def __init__(self, run: RunResults, config: pytest.Config) -> None:
+        self.run, self.config = run, config
+        self.unlisted_passes = 0
+
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list) -> None:
+        if not self.run.compact or report.when != "call" or ("status", "pass") not in report.user_properties:
+            return
+        cells.clear()  # pytest-html leaves a row out when its cells are emptied
+        self.unlisted_passes += 1
+        counts = next((getattr(p, "_report", None) for p in self.config.pluginmanager.get_plugins()
+                       if type(p).__module__.startswith("pytest_html")), None)
+        if counts is not None:  # a left-out row is not counted: keep the header's "N Passed" true
+            counts.outcomes = "passed"
+
+    def pytest_html_results_table_html(self, report: pytest.TestReport, data: list) -> None:
+        if self.run.compact and report.passed and data == ["No log output captured."]:
+            data.clear()
+
+
 def matrix_html(run: RunResults) -> str:
     rules = run.rule_ids()
     head = "".join(f"<th>{escape(r)}</th>" for r in rules)
@@ -40,14 +66,25 @@ def matrix_html(run: RunResults) -> str:
             rows.append(f"<tr><td>{escape(host.name)}</td><td colspan='{len(rules) + 1}' class='xp-error'>"
                         f"{escape(reason)}</td></tr>")
             continue
-        cells = "".join(cell(verdicts.get(r)) for r in rules)
+        cells = "".join(cell(verdicts.get(r), run.compact) for r in rules)
         rows.append(f"<tr><td>{escape(host.name)}</td><td>{escape(str(bdf))}</td>{cells}</tr>")
     return (f"{STYLE}<h2>Compliance matrix</h2><table class='xp-matrix'><tr><th>host</th><th>device</th>{head}</tr>"
             f"{''.join(rows)}</table>")
 
 
-def cell(verdict: Verdict | None) -> str:
+def cell(verdict: Verdict | None, compact: bool = False) -> str:
     if verdict is None:
         return "<td>—</td>"
     label = verdict.status.value + (f" ({verdict.state})" if verdict.state and verdict.state != "assignable" else "")
-    return f"<td class='xp-{verdict.status.value}' title='{escape(verdict.reason, quote=True)}'>{escape(label)}</td>"
+    return f"<td class='xp-{verdict.status.value}'{cell_title(verdict, compact)}>{escape(label)}</td>"
+
+
+def cell_title(verdict: Verdict, compact: bool) -> str:
+    """The reason on hover; a compact report keeps it only where something is wrong, blocked cells name the rule."""
+    reason = verdict.reason
+    if compact:
+        if verdict.status.value in ("pass", "skip"):
+            return ""
+        if verdict.status.value == "blocked":
+            reason = reason.split(":", 1)[0]
+    return f" title='{escape(reason, quote=True)}'"
