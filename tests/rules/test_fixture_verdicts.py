@@ -30,6 +30,10 @@ EXPECTED: dict[str, tuple[str, dict[str, str]]] = {
     "debian12-modules-args-ignored": ("00:05.0", {**NOT_HIDDEN, "domu-config": "skip"}),
     # recorded from the QEMU lab (real Xen 4.17 + Debian 12 dom0) with --record, before any configuration
     "lab-debian12-pristine": ("00:05.0", {**BROKEN_BLACKLIST, "hide-entry": "fail", "domu-config": "skip"}),
+    # ... and after `modprobe xen-pciback; xl pci-assignable-add 00:05.0; xl create -p tiny.cfg` (a PV domU)
+    "lab-debian12-attached-to-pv-domu": ("00:05.0", {**ALL_PASS, "hide-entry": "fail",
+                                                     "native-driver-blacklisted": "fail",
+                                                     "initramfs-current": "blocked"}),
 }
 DECLARES_NOTHING = {"lab-debian12-pristine"}
 
@@ -47,6 +51,8 @@ REASONS = {
     ("debian12-modules-args-ignored", "hide-entry"): "systemd-modules-load takes module names only",
     ("lab-debian12-pristine", "hide-entry"): "nothing loads xen-pciback at boot",
     ("lab-debian12-pristine", "driver-pciback"): "xen-pciback is not loaded; 0000:00:05.0 is bound to mptsas",
+    ("lab-debian12-attached-to-pv-domu", "assignable"): "attached to the running domain tiny (vdev 00.0)",
+    ("lab-debian12-attached-to-pv-domu", "domu-config"): "named by the pci list of /etc/xen/tiny.cfg",
 }
 
 
