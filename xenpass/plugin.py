@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -184,7 +185,9 @@ def collected_hosts(config: pytest.Config) -> list[HostResult]:
                 run.targets = resolve_targets(config)
             except UsageProblem as exc:
                 raise pytest.UsageError(str(exc)) from None
+        start = time.monotonic()
         run.hosts = gather(run.targets, connector(config), config.getoption("host_timeout"), progress(config))
+        run.collect_seconds = time.monotonic() - start
         record(config, run.hosts)
         if config.getoption("fix"):
             remediate(run, connector(config), fix_only(config), lambda text: say(config, text))

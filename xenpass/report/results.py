@@ -20,6 +20,7 @@ class RunResults:
     targets: list[Target] | None = None
     compact: bool = False  # HTML without per-test evidence (huge runs); the JSON always has it
     hosts: list[HostResult] | None = None
+    collect_seconds: float | None = None  # wall time of collecting every host (concurrently)
     evaluated: dict[tuple[str, Bdf], dict[str, Verdict]] = field(default_factory=dict)
     reported: dict[str, dict[Bdf, dict[str, Verdict]]] = field(default_factory=dict)
     plans: dict[tuple[str, Bdf], Plan] = field(default_factory=dict)
@@ -64,7 +65,10 @@ class RunResults:
         return out
 
     def to_json(self) -> dict:
-        return {"hosts": [host_json(h, self.reported.get(h.name, {}), self) for h in self.hosts or []]}
+        hosts = [host_json(h, self.reported.get(h.name, {}), self) for h in self.hosts or []]
+        if self.collect_seconds is None:
+            return {"hosts": hosts}
+        return {"hosts": hosts, "collect_seconds": round(self.collect_seconds, 3)}
 
     def write_json(self, path: str) -> Path:
         target = Path(path)
