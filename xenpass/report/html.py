@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from html import escape
 
 import pytest
@@ -68,8 +69,26 @@ def matrix_html(run: RunResults) -> str:
             continue
         cells = "".join(cell(verdicts.get(r), run.compact) for r in rules)
         rows.append(f"<tr><td>{escape(host.name)}</td><td>{escape(str(bdf))}</td>{cells}</tr>")
-    return (f"{STYLE}<h2>Compliance matrix</h2><table class='xp-matrix'><tr><th>host</th><th>device</th>{head}</tr>"
-            f"{''.join(rows)}</table>")
+    table = f"<table class='xp-matrix'><tr><th>host</th><th>device</th>{head}</tr>{''.join(rows)}</table>"
+    unreachable = sum(1 for host in run.hosts or [] if host.error)
+    return (f"{STYLE}<h2>Compliance matrix</h2>{tally_html(run, rules, unreachable)}"
+            f"<details{'' if run.compact else ' open'}><summary>host × device × rule ({len(rows)} rows"
+            f"{', click to open' if run.compact else ''})</summary>{table}</details>")
+
+
+def tally_html(run: RunResults, rules: list[str], unreachable: int) -> str:
+    """Per rule, how many devices came to each status: a fleet's overview before its 2,000 matrix rows."""
+    statuses = ("pass", "fail", "warn", "blocked", "skip", "error")
+    counts = {rule: Counter[str]() for rule in rules}
+    for _, _, verdicts in run.rows():
+        for rule, verdict in verdicts.items():
+            counts[rule][verdict.status.value] += 1
+    head = "".join(f"<th>{s}</th>" for s in statuses)
+    body = "".join(f"<tr><td>{escape(rule)}</td>"
+                   + "".join(f"<td class='xp-{s}'>{counts[rule][s]}</td>" if counts[rule][s] else "<td></td>"
+                             for s in statuses) + "</tr>" for rule in rules)
+    hosts = f"{len(run.hosts or [])} hosts" + (f", {unreachable} could not be checked" if unreachable else "")
+    return f"<p>{hosts}</p><table class='xp-matrix'><tr><th>rule</th>{head}</tr>{body}</table>"
 
 
 def cell(verdict: Verdict | None, compact: bool = False) -> str:
