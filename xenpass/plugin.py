@@ -225,6 +225,8 @@ def progress(config: pytest.Config):
             return
         if result.error:
             state = f"ERROR {result.error}"
+        elif result.target.snapshot:
+            state = f"{len(result.devices)} device(s), from snapshot {result.target.snapshot}"
         else:
             state = f"{len(result.devices)} device(s), {result.facts.raw.remote_commands} remote command(s)"
         say(config, f"xenpass: {result.name}: {state} ({result.seconds:.2f} s)")
