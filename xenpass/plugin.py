@@ -143,6 +143,9 @@ def find_ansible_inventory_command() -> None:
     os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
+CONTROL_PATH = "/tmp/xenpass-ssh-%%C"  # testinfra %-formats the ssh command line
+
+
 # Backends testinfra already built while expanding --hosts, by target name.
 BACKENDS: dict[str, object] = {}
 
@@ -158,7 +161,7 @@ def backend_options(config: pytest.Config) -> dict:
         "force_ansible": getattr(opt, "force_ansible", False),
         "connection": getattr(opt, "connection", None),
         # testinfra asks for ControlMaster but sets no ControlPath, which disables reuse: give it one.
-        "controlpath": "/tmp/xenpass-ssh-%%C",  # testinfra %-formats the ssh command line
+        "controlpath": CONTROL_PATH,
     }
     return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -172,9 +175,24 @@ def connector(config: pytest.Config) -> Callable[[Target], object]:
         backend = BACKENDS.get(target.name)
         if backend is None:  # an inventory target: build its backend from the spec
             backend = testinfra.backend.get_backend(target.spec or "local://", **backend_options(config))
+        reuse_ansible_ssh_connection(backend)
         return testinfra.host.Host(backend)  # type: ignore[arg-type]
 
     return connect
+
+
+def reuse_ansible_ssh_connection(backend: object) -> None:
+    """testinfra's ansible backend builds its own ssh backend and passes it no ControlPath: add ours.
+
+    Without it every command of a host (the collector, then each --fix step) pays a new SSH handshake.
+    """
+    if getattr(backend, "NAME", None) != "ansible" or getattr(backend, "force_ansible", True):
+        return
+    ssh_host = backend.ansible_runner.get_host(  # type: ignore[attr-defined]
+        backend.host, ssh_config=backend.ssh_config, ssh_identity_file=backend.ssh_identity_file)  # type: ignore[attr-defined]
+    inner = getattr(ssh_host, "backend", None)
+    if inner is not None and hasattr(inner, "controlpath") and not inner.controlpath:
+        inner.controlpath = CONTROL_PATH
 
 
 def collected_hosts(config: pytest.Config) -> list[HostResult]:
