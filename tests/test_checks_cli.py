@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,11 +35,11 @@ def test_demo_snapshots_broken_fails_fixed_passes(tmp_path):
     assert statuses(data, "node03-broken-mpt2sas-alias")["native-driver-blacklisted"] == "fail"
     assert set(statuses(data, "node03-fixed").values()) == {"pass"}
     assert "only an alias of mpt3sas" in done.stdout
-    html = (tmp_path / "r.html").read_text()
-    assert html.count("Compliance matrix") == 1
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("Compliance matrix") == 1
     # the per-rule tally above the matrix: one host passes, the other fails
-    assert "<td>native-driver-blacklisted</td><td class='xp-pass'>1</td><td class='xp-fail'>1</td>" in html
-    assert "<details open><summary>host × device × rule (2 rows)</summary>" in html
+    assert "<td>native-driver-blacklisted</td><td class='xp-pass'>1</td><td class='xp-fail'>1</td>" in page
+    assert "<details open><summary>host × device × rule (2 rows)</summary>" in page
 
 
 def test_fixed_host_alone_exits_zero(tmp_path):
@@ -101,9 +103,6 @@ def test_corrupt_snapshot_is_that_hosts_error(tmp_path):
 
 def html_rows(report: Path) -> dict[str, list]:
     """The per-test rows pytest-html embeds in its page (a JSON blob in an attribute)."""
-    import html
-    import re
-
     blob = re.search(r'data-jsonblob="(.*?)"', report.read_text(), re.S)
     assert blob, "no pytest-html data in the report"
     return {test_id: rows for test_id, rows in json.loads(html.unescape(blob.group(1)))["tests"].items() if rows}

@@ -32,6 +32,7 @@ from xenpass.targets import HostResult, Target, UsageProblem, gather, load_inven
 
 CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
 RESULTS = pytest.StashKey[RunResults]()
+COMPACT_TABLE = "xenpass-compact-table"  # the plugin that leaves passing rows out of compact HTML reports
 COMPACT_ABOVE = 2000  # tests; past this a per-test evidence dump makes the HTML too big to open
 
 
@@ -89,7 +90,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS] = run
     from xenpass.report.html import CompactTable
 
-    config.pluginmanager.register(CompactTable(run, config), "xenpass-compact-table")
+    config.pluginmanager.register(CompactTable(run, config), COMPACT_TABLE)
 
 
 def results(config: pytest.Config) -> RunResults:
@@ -342,15 +343,7 @@ def pytest_html_results_summary(prefix: list, summary: list, postfix: list, sess
 
         prefix.append(matrix_html(run))
         if run.compact:
-            prefix.append(compact_note(session.config))
-
-
-def compact_note(config: pytest.Config) -> str:
-    table = config.pluginmanager.get_plugin("xenpass-compact-table")
-    unlisted = getattr(table, "unlisted_passes", 0)
-    return (f"<p><i>Compact report: the matrix shows every verdict; the table below lists only the tests that did "
-            f"not pass ({unlisted:,} passing tests are counted, not listed). Evidence and fix plans are in the "
-            "compliance JSON (--report-detail=full puts them here).</i></p>")
+            prefix.append(session.config.pluginmanager.get_plugin(COMPACT_TABLE).note())
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
