@@ -6,6 +6,7 @@ import io
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from xenpass.report.results import RunResults
 
@@ -20,13 +21,14 @@ def print_matrix(run: RunResults, terminalreporter) -> None:
     for rule in rules:
         table.add_column(rule)
     for host, bdf, verdicts in run.rows():
+        # Text, not markup: an error may hold brackets ("[::1]"), and 14,000 cells parse faster as Text
         if bdf is None:
-            table.add_row(host.name, "-", f"[red]{host.error or 'no device checked'}[/red]")
+            table.add_row(host.name, "-", Text(host.error or "no device checked", style="red"))
             continue
         cells = []
         for rule in rules:
             v = verdicts.get(rule)
-            cells.append(f"[{COLOURS[v.status.value]}]{v.status.value}[/]" if v else "-")
+            cells.append(Text(v.status.value, style=COLOURS[v.status.value]) if v else "-")
         table.add_row(host.name, str(bdf), *cells)
     buffer = io.StringIO()
     Console(file=buffer, force_terminal=terminalreporter.isatty, width=max(120, 24 + 20 * len(rules))).print(table)
