@@ -45,8 +45,8 @@ def timed(cmd: list[str], cwd: Path = REPO) -> Measure:
 
 def forget_connections() -> None:
     """Every measured run starts cold: no ssh master left over from the previous one."""
-    subprocess.run(["pkill", "-f", "ControlPath=/tmp/xenpass-ssh-"], check=False)
-    subprocess.run(["pkill", "-f", "ssh: /tmp/xenpass-ssh-"], check=False)
+    subprocess.run(["pkill", "-f", "ControlPath=/tmp/xp-"], check=False)  # xenpass.transport's per-run dirs
+    subprocess.run(["pkill", "-f", "ssh: /tmp/xp-"], check=False)
     time.sleep(0.3)
 
 

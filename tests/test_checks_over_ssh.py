@@ -13,8 +13,7 @@ import pytest
 
 from tests.support.fakehost import build
 from tests.support.scenarios import SCENARIOS
-from tests.support.sshd import Sshd, env_without_ssh_agent, free_port
-from xenpass.plugin import CONTROL_PATH
+from tests.support.sshd import Sshd, env_without_ssh_agent, free_port, new_ssh_pids, ssh_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.ssh, pytest.mark.skipif(os.geteuid() != 0, reason="chroot and sshd need root")]
@@ -50,16 +49,9 @@ def run_checks(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, env=env_without_ssh_agent())
 
 
-def ssh_master_running(*destination: str) -> bool:
-    """Is there a multiplexing master on the product's ControlPath for this destination? (Stops it if so.)"""
-    options = ["-o", f"ControlPath={CONTROL_PATH.replace('%%', '%')}"]
-    check = subprocess.run(["ssh", *options, "-O", "check", *destination], capture_output=True, text=True)
-    subprocess.run(["ssh", *options, "-O", "exit", *destination], capture_output=True)
-    return check.returncode == 0
-
-
 def test_fleet_over_ssh(fleet, tmp_path):
     report, result_json = tmp_path / "r.html", tmp_path / "c.json"
+    before = ssh_pids()
     start = time.monotonic()
     done = run_checks("--hosts=ssh://node03,ssh://deb12,ssh://dead", f"--ssh-config={fleet}",
                       f"--html={report}", f"--compliance-json={result_json}")
@@ -80,7 +72,7 @@ def test_fleet_over_ssh(fleet, tmp_path):
     assert error_lines and all(len(ln) < 300 for ln in error_lines)
     html = report.read_text()
     assert "Compliance matrix" in html and "only an alias of mpt3sas" in html
-    assert ssh_master_running("-F", str(fleet), "node03")  # testinfra's ssh gets a ControlPath from us
+    assert new_ssh_pids(before) == set()  # the run's ssh masters were told to exit at its end
     print(f"\nthree hosts (one unreachable) over loopback SSH, whole pytest run: {elapsed:.2f} s")
 
 
@@ -134,6 +126,7 @@ def test_ansible_inventory_is_a_source_of_hosts(servers, tmp_path):
     inventory = tmp_path / "hosts.ini"
     inventory.write_text("\n".join(lines) + "\n")
     result_json = tmp_path / "c.json"
+    before = ssh_pids()
     done = run_checks(f"--ansible-inventory={inventory}", "--hosts=ansible://dom0s",
                       f"--compliance-json={result_json}", f"--html={tmp_path / 'r.html'}")
     assert done.returncode == 1, done.stdout + done.stderr
@@ -142,8 +135,7 @@ def test_ansible_inventory_is_a_source_of_hosts(servers, tmp_path):
     assert all(h["reachable"] for h in data.values())
     node03 = {r["id"]: r["status"] for r in data["node03"]["devices"][0]["rules"]}
     assert node03["native-driver-blacklisted"] == "fail"
-    # testinfra's ansible backend passes no ControlPath to the ssh it builds; the connection is reused anyway
-    assert ssh_master_running("-p", str(servers["node03"].port), "root@127.0.0.1")
+    assert new_ssh_pids(before) == set()
 
 
 @pytest.mark.parametrize("inventory_text, spec, message", [

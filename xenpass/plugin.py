@@ -5,9 +5,11 @@ Host selection reuses testinfra's own options (--hosts, --ssh-config, --sudo, --
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -18,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import testinfra.backend
-import testinfra.host
 
 from xenpass.engine import evaluate
 from xenpass.facts.raw import save_snapshot
@@ -28,7 +29,19 @@ from xenpass.remediate import remediate
 from xenpass.report.results import RunResults
 from xenpass.rules import RULES
 from xenpass.rules.base import Context, Status, Verdict
-from xenpass.targets import HostResult, Target, UsageProblem, gather, load_inventory, parse_devices, snapshot_targets
+from xenpass.targets import (
+    HostResult,
+    Target,
+    UsageProblem,
+    gather,
+    load_inventory,
+    parse_devices,
+    parse_domus,
+    snapshot_targets,
+    targets_from_backends,
+)
+from xenpass.text import exception_line, safe_id, visible
+from xenpass.transport import CONTROL, runner_for
 
 CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
 RESULTS = pytest.StashKey[RunResults]()
@@ -84,13 +97,49 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.compliance_json = str(reports / "compliance.json")
     run = RunResults()
     try:  # bad input is a usage error before anything runs
+        check_options(config)
         run.targets = resolve_targets(config)
     except UsageProblem as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(visible(str(exc), keep_newlines=False)) from None
     config.stash[RESULTS] = run
     from xenpass.report.html import CompactTable
 
     config.pluginmanager.register(CompactTable(run, config), COMPACT_TABLE)
+
+
+def check_options(config: pytest.Config) -> None:
+    """Every bad option or unwritable output path, as one line, before any host is asked."""
+    timeout = config.getoption("host_timeout")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise UsageProblem(f"--host-timeout: must be a positive number of seconds, not {timeout:g}")
+    if config.getoption("fix_only") and not config.getoption("fix"):
+        raise UsageProblem("--fix-only: only means something with --fix (add --fix, or drop --fix-only)")
+    fix_only(config)
+    for option, path in (("--html", getattr(config.option, "htmlpath", None)),
+                         ("--compliance-json", config.getoption("compliance_json"))):
+        if path:
+            check_writable_file(option, Path(path))
+    if config.getoption("record"):
+        check_writable_dir("--record", Path(config.getoption("record")))
+
+
+def check_writable_file(option: str, path: Path) -> None:
+    if path.is_dir():
+        raise UsageProblem(f"{option} {path}: is a directory, not a file")
+    check_writable_dir(option, path.parent, f"{option} {path}: cannot write there")
+
+
+def check_writable_dir(option: str, path: Path, prefix: str = "") -> None:
+    """Make the directory if needed and prove a file can be created in it."""
+    prefix = prefix or f"{option} {path}"
+    if path.exists() and not path.is_dir():
+        raise UsageProblem(f"{prefix}: {path} is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise UsageProblem(f"{prefix}: {exc.strerror or exc}") from None
 
 
 def results(config: pytest.Config) -> RunResults:
@@ -101,9 +150,9 @@ def results(config: pytest.Config) -> RunResults:
 
 def resolve_targets(config: pytest.Config) -> list[Target]:
     devices = parse_devices(config.getoption("device"))
-    domus = tuple(config.getoption("domu"))
+    domus = parse_domus(config.getoption("domu"))
     if config.getoption("inventory"):
-        return load_inventory(config.getoption("inventory"))
+        return [with_runner(config, t) for t in load_inventory(config.getoption("inventory"))]
     if config.getoption("snapshot"):
         return snapshot_targets(config.getoption("snapshot"), devices, domus)
     hosts = config.getoption("hosts", None) or ""  # testinfra's option: one comma-separated string
@@ -119,19 +168,32 @@ def expand_specs(
     """testinfra expands specs (ansible groups, globs) into backends: one target per backend."""
     if config.getoption("ansible_inventory", None) or any(s.startswith("ansible://") for s in specs):
         find_ansible_inventory_command()
-    try:
-        backends = testinfra_backends(config, specs)
-    except Exception as exc:  # a bad inventory or spec: one line, before anything runs
-        detail = " ".join(str(exc).split())[:400]
-        raise UsageProblem(f"cannot expand hosts {','.join(specs)}: {detail}") from None
-    if not backends:
+    pairs = []
+    for spec in specs:  # one spec at a time: each target keeps the spec it came from
+        try:
+            backends = testinfra_backends(config, [spec])
+        except Exception as exc:  # a bad inventory or spec: one line, before anything runs
+            detail = " ".join(str(exc).split())[:400]
+            raise UsageProblem(f"cannot expand hosts {spec}: {detail}") from None
+        pairs += [(spec if len(backends) == 1 else f"{spec}#{b.get_hostname()}", b) for b in backends]
+    if not pairs:
         raise UsageProblem(f"no hosts match {','.join(specs)}")
-    targets = []
-    for backend in backends:
-        name = "localhost" if backend.NAME == "local" else backend.get_hostname()
-        targets.append(Target(name=name, spec=f"{backend.NAME}://{name}", devices=devices, domus=domus))
-        BACKENDS[name] = backend
-    return targets
+    try:
+        return targets_from_backends(pairs, devices, domus)
+    except Exception as exc:
+        raise UsageProblem(f"cannot connect to {','.join(specs)}: {' '.join(str(exc).split())[:400]}") from None
+
+
+def with_runner(config: pytest.Config, target: Target) -> Target:
+    """An inventory target's connection, built before anything runs (a bad spec is a usage error)."""
+    if target.snapshot or target.runner is not None:
+        return target
+    try:
+        backend = testinfra.backend.get_backend(target.spec or "local://", **backend_options(config))
+        return replace(target, runner=runner_for(backend))
+    except Exception as exc:
+        raise UsageProblem(f"inventory host {target.name!r}: {target.spec}: {' '.join(str(exc).split())[:300]}") \
+            from None
 
 
 def find_ansible_inventory_command() -> None:
@@ -144,13 +206,6 @@ def find_ansible_inventory_command() -> None:
     os.environ["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
-CONTROL_PATH = "/tmp/xenpass-ssh-%%C"  # testinfra %-formats the ssh command line
-
-
-# Backends testinfra already built while expanding --hosts, by target name.
-BACKENDS: dict[str, object] = {}
-
-
 def backend_options(config: pytest.Config) -> dict:
     opt = config.option
     kwargs = {
@@ -161,8 +216,6 @@ def backend_options(config: pytest.Config) -> dict:
         "ansible_inventory": getattr(opt, "ansible_inventory", None),
         "force_ansible": getattr(opt, "force_ansible", False),
         "connection": getattr(opt, "connection", None),
-        # testinfra asks for ControlMaster but sets no ControlPath, which disables reuse: give it one.
-        "controlpath": CONTROL_PATH,
     }
     return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -172,28 +225,12 @@ def testinfra_backends(config: pytest.Config, specs: list[str]) -> list:
 
 
 def connector(config: pytest.Config) -> Callable[[Target], object]:
+    """A target's runner (xenpass.transport): its own connection, never another target's."""
+
     def connect(target: Target) -> object:
-        backend = BACKENDS.get(target.name)
-        if backend is None:  # an inventory target: build its backend from the spec
-            backend = testinfra.backend.get_backend(target.spec or "local://", **backend_options(config))
-        reuse_ansible_ssh_connection(backend)
-        return testinfra.host.Host(backend)  # type: ignore[arg-type]
+        return target.runner if target.runner is not None else with_runner(config, target).runner
 
     return connect
-
-
-def reuse_ansible_ssh_connection(backend: object) -> None:
-    """testinfra's ansible backend builds its own ssh backend and passes it no ControlPath: add ours.
-
-    Without it every command of a host (the collector, then each --fix step) pays a new SSH handshake.
-    """
-    if getattr(backend, "NAME", None) != "ansible" or getattr(backend, "force_ansible", True):
-        return
-    ssh_host = backend.ansible_runner.get_host(  # type: ignore[attr-defined]
-        backend.host, ssh_config=backend.ssh_config, ssh_identity_file=backend.ssh_identity_file)  # type: ignore[attr-defined]
-    inner = getattr(ssh_host, "backend", None)
-    if inner is not None and hasattr(inner, "controlpath") and not inner.controlpath:
-        inner.controlpath = CONTROL_PATH
 
 
 def collected_hosts(config: pytest.Config) -> list[HostResult]:
@@ -203,13 +240,14 @@ def collected_hosts(config: pytest.Config) -> list[HostResult]:
             try:
                 run.targets = resolve_targets(config)
             except UsageProblem as exc:
-                raise pytest.UsageError(str(exc)) from None
+                raise pytest.UsageError(visible(str(exc), keep_newlines=False)) from None
         start = time.monotonic()
         run.hosts = gather(run.targets, connector(config), config.getoption("host_timeout"), progress(config))
         run.collect_seconds = time.monotonic() - start
         record(config, run.hosts)
         if config.getoption("fix"):
-            remediate(run, connector(config), fix_only(config), lambda text: say(config, text))
+            remediate(run, connector(config), fix_only(config), lambda text: say(config, text),
+                      config.getoption("host_timeout"))
     return run.hosts
 
 
@@ -219,9 +257,9 @@ def fix_only(config: pytest.Config) -> set[str] | None:
         return None
     wanted = {r.strip() for r in value.split(",") if r.strip()}
     unknown = wanted - set(RULES)
-    if unknown:
-        raise pytest.UsageError(f"--fix-only: unknown rule(s) {', '.join(sorted(unknown))}; "
-                                f"known: {', '.join(RULES)}")
+    if unknown or not wanted:
+        raise UsageProblem(f"--fix-only: unknown rule(s) {', '.join(sorted(unknown)) or repr(value)}; "
+                           f"known: {', '.join(RULES)}")
     return wanted
 
 
@@ -229,10 +267,14 @@ SAY_LOCK = threading.Lock()  # progress lines come from the collector threads
 
 
 def say(config: pytest.Config, text: str) -> None:
-    """Write to the real stderr even while pytest captures output (collection is captured)."""
+    """Write to the real stderr even while pytest captures output (collection is captured).
+
+    The text is made `visible`: it carries host names, errors and ssh stderr, whose ESC sequences and
+    undecodable bytes must not reach the operator's terminal raw.
+    """
     capman = config.pluginmanager.getplugin("capturemanager")
     with SAY_LOCK, capman.global_and_fixture_disabled() if capman else nullcontext():
-        sys.stderr.write(text.rstrip("\n") + "\n")
+        sys.stderr.write(visible(text.rstrip("\n")) + "\n")
         sys.stderr.flush()
 
 
@@ -248,7 +290,8 @@ def progress(config: pytest.Config):
             state = f"{len(result.devices)} device(s), from snapshot {result.target.snapshot}"
         else:
             state = f"{len(result.devices)} device(s), {result.facts.raw.remote_commands} remote command(s)"
-        say(config, f"xenpass: {result.name}: {state} ({result.seconds:.2f} s)")
+        # one line per host whatever its name or error holds (a newline in either cannot forge another host's line)
+        say(config, visible(f"xenpass: {result.name}: {state} ({result.seconds:.2f} s)", keep_newlines=False))
 
     return line
 
@@ -271,7 +314,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     params = []
     for host in collected_hosts(metafunc.config):
         for device in host.devices or [None]:
-            test_id = f"{host.name}-{device if device else 'no-device'}-{rule_id}"
+            # the host name is the inventory's or the host's own: pytest-html puts the id into its page as HTML,
+            # so it is made harmless (and kept unique) by construction; BDFs and rule ids are already
+            test_id = f"{safe_id(host.name)}-{device if device else 'no-device'}-{rule_id}"
             params.append(pytest.param((host.name, device, rule_id), id=test_id,
                                        marks=[getattr(pytest.mark, rule_id)]))
     metafunc.parametrize("verdict", params, indirect=True)
@@ -282,11 +327,12 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
     host_name, device, rule_id = request.param
     run = results(request.config)
     host = run.host(host_name)
-    if host.error:
-        pytest.fail(f"{host_name}: {host.error}", pytrace=False)
+    if host.error:  # an error quotes the host (ssh stderr, a snapshot's path): shown, never obeyed
+        pytest.fail(visible(f"{host_name}: {host.error}"), pytrace=False)
     if device is None:
-        pytest.fail(f"{host_name}: no device to check: the host declares none for passthrough (no hide= entry, "
-                    "xen-pci DEVICES, domU pci line or pciback binding); name one with --device", pytrace=False)
+        pytest.fail(visible(f"{host_name}: no device to check: the host declares none for passthrough (no hide= "
+                            "entry, xen-pci DEVICES, domU pci line or pciback binding); name one with --device"),
+                    pytrace=False)
     assert host.facts is not None
     verdicts = run.verdicts(host, device, lambda: evaluate(host.facts, device, Context(host.target.domus)))
     found = verdicts[rule_id]
@@ -308,13 +354,18 @@ PLAN = pytest.StashKey[Plan]()
 
 
 def assert_verdict(found: Verdict) -> None:
-    """Turn a verdict into the test's outcome; the message is the rule's reason, not a Python diff."""
+    """Turn a verdict into the test's outcome; the message is the rule's reason, not a Python diff.
+
+    The reason quotes host files and output: it is made `visible`, so pytest prints (and pytest-html logs)
+    escapes, not a host's ESC sequences or undecodable bytes.
+    """
+    message = visible(f"[{found.rule}] {found.reason}")
     if found.status in (Status.FAIL, Status.ERROR):
-        pytest.fail(f"[{found.rule}] {found.reason}", pytrace=False)
+        pytest.fail(message, pytrace=False)
     if found.status in (Status.BLOCKED, Status.SKIP):
-        pytest.skip(f"[{found.rule}] {found.reason}")
+        pytest.skip(message)
     if found.status == Status.WARN:
-        warnings.warn(ComplianceWarning(f"[{found.rule}] {found.reason}"), stacklevel=2)
+        warnings.warn(ComplianceWarning(message), stacklevel=2)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -331,29 +382,58 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         return
     report.user_properties.append(("status", found.status.value))
     if not results(item.config).compact:
+        from html import escape
+
+        from pytest_html import extras
+
         from xenpass.report.html import verdict_extras
 
-        report.extras = getattr(report, "extras", []) + verdict_extras(found, item.stash.get(PLAN, None))
+        try:
+            more = verdict_extras(found, item.stash.get(PLAN, None))
+        except Exception as exc:  # the test's outcome stands; its evidence is in the JSON
+            more = [extras.html(f"<p>xenpass: could not show this test's evidence: {escape(exception_line(exc))}</p>")]
+        report.extras = getattr(report, "extras", []) + more
 
 
 def pytest_html_results_summary(prefix: list, summary: list, postfix: list, session: pytest.Session) -> None:
     run = results(session.config)
     if run.hosts:
+        from html import escape
+
         from xenpass.report.html import matrix_html
 
-        prefix.append(matrix_html(run))
-        if run.compact:
-            prefix.append(session.config.pluginmanager.get_plugin(COMPACT_TABLE).note())
+        try:
+            prefix.append(matrix_html(run))
+            if run.compact:
+                prefix.append(session.config.pluginmanager.get_plugin(COMPACT_TABLE).note())
+        except Exception as exc:  # the rest of the page (every test) is still written
+            prefix.append(f"<p>xenpass: could not render the compliance matrix: {escape(exception_line(exc))}</p>")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The compliance JSON first, then the Rich matrix; a step that fails says so in one line, the other runs.
+
+    Nothing here raises: an exception in a terminal-summary hook would turn the run into pytest's exit 3.
+    """
     run = config.stash.get(RESULTS, None)
     if run is None or not run.hosts:
         return
-    from xenpass.report.terminal import print_matrix
-
-    print_matrix(run, terminalreporter)
     path = config.getoption("compliance_json")
     if path:
-        written = run.write_json(path)
-        terminalreporter.write_line(f"compliance JSON: {written}")
+        try:
+            written = run.write_json(path)
+            terminalreporter.write_line(f"compliance JSON: {visible(str(written), keep_newlines=False)}")
+        except Exception as exc:  # write_json leaves no earlier run's JSON behind to pass for this one's
+            terminalreporter.write_line(visible(f"xenpass: could not write the compliance JSON {path}: ",
+                                                keep_newlines=False) + exception_line(exc))
+    try:
+        from xenpass.report.terminal import print_matrix
+
+        print_matrix(run, terminalreporter)
+    except Exception as exc:
+        terminalreporter.write_line(f"xenpass: could not print the compliance matrix: {exception_line(exc)}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """No ssh process of this run outlives it: every master is told to exit, the socket directory goes."""
+    CONTROL.close()

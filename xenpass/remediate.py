@@ -17,14 +17,14 @@ SNAPSHOT_NOTE = "snapshot target: the plan is shown, nothing can be applied"
 
 
 def remediate(run: RunResults, connect: Callable[[Target], object], only: set[str] | None,
-              say: Callable[[str], None] = lambda s: sys.stderr.write(s + "\n")) -> None:
+              say: Callable[[str], None] = lambda s: sys.stderr.write(s + "\n"), timeout: float | None = None) -> None:
     for host in run.hosts or []:
         if host.facts is not None:
-            remediate_host(run, host, connect, only, say)
+            remediate_host(run, host, connect, only, say, timeout)
 
 
 def remediate_host(run: RunResults, host: HostResult, connect: Callable[[Target], object],
-                   only: set[str] | None, say: Callable[[str], None]) -> None:
+                   only: set[str] | None, say: Callable[[str], None], timeout: float | None = None) -> None:
     ctx = Context(host.target.domus)
     for bdf in host.devices:
         assert host.facts is not None
@@ -38,8 +38,8 @@ def remediate_host(run: RunResults, host: HostResult, connect: Callable[[Target]
             run.applied[(host.name, bdf)] = ApplyReport(failed=SNAPSHOT_NOTE)
             say(f"xenpass --fix: {host.name}: {SNAPSHOT_NOTE}")
             continue
-        report = apply_plan(connect(host.target), plan)
+        report = apply_plan(connect(host.target), plan, timeout)
         run.applied[(host.name, bdf)] = report
         say(f"xenpass --fix: {host.name} {bdf}:\n{report.render()}")
         # Judge what the host says now, not what the plan hoped for.
-        host.facts = HostFacts(read_target(host.target, connect))
+        host.facts = HostFacts(read_target(host.target, connect, timeout))

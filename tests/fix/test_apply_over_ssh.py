@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import testinfra
 
 from tests.support.fakehost import build
 from tests.support.scenarios import SCENARIOS
@@ -22,6 +21,7 @@ from xenpass.fix import plan_device
 from xenpass.fix.apply import apply_plan
 from xenpass.parse.bdf import parse_bdf
 from xenpass.rules.base import Context
+from xenpass.transport import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE03 = parse_bdf("01:00.0")
@@ -42,7 +42,7 @@ def tree(root: Path) -> dict[str, str]:
 def node03(tmp_path):
     root = build(SCENARIOS["node03-broken-mpt2sas-alias"](), tmp_path / "root")
     with Sshd(tmp_path / "sshd", root, name="node03") as server:
-        host = testinfra.get_host("ssh://node03", ssh_config=str(server.ssh_config))
+        host = connect("ssh://node03", ssh_config=str(server.ssh_config))
         yield root, host, server
 
 
@@ -114,7 +114,7 @@ def test_refused_unsafe_blacklist_leaves_files_byte_identical(tmp_path):
     nic.driver = "e1000e"  # 00:19.0, the host's own NIC, is bound to e1000e too
     root = build(scenario, tmp_path / "root")
     with Sshd(tmp_path / "sshd", root, name="node03") as server:
-        host = testinfra.get_host("ssh://node03", ssh_config=str(server.ssh_config))
+        host = connect("ssh://node03", ssh_config=str(server.ssh_config))
         facts = HostFacts(collect(host, "node03"))
         plan = plan_device(facts, parse_bdf("02:00.0"), Context(), only={"native-driver-blacklisted"})
         before = tree(root)

@@ -34,8 +34,15 @@ EXPECTED: dict[str, tuple[str, dict[str, str]]] = {
     "lab-debian12-attached-to-pv-domu": ("00:05.0", {**ALL_PASS, "hide-entry": "fail",
                                                      "native-driver-blacklisted": "fail",
                                                      "initramfs-current": "blocked"}),
+    # collected as a non-root user: the real blacklist is in a mode-600 file and xl refuses; unknown, not judged
+    "node03-nonroot-blacklist-unreadable": ("01:00.0", {**ALL_PASS, "hide-entry": "error",
+                                                        "native-driver-blacklisted": "error",
+                                                        "initramfs-current": "error", "assignable": "error",
+                                                        "xen-iommu": "error"}),
+    # a KVM guest asked about its own root disk's controller: not a Xen dom0, for every rule
+    "ordinary-vm-not-dom0": ("00:02.0", dict.fromkeys(RULES, "error")),
 }
-DECLARES_NOTHING = {"lab-debian12-pristine"}
+DECLARES_NOTHING = {"lab-debian12-pristine", "ordinary-vm-not-dom0"}
 
 # Key phrases of the reasons: the explanation is the product, not only the status.
 REASONS = {
@@ -53,6 +60,10 @@ REASONS = {
     ("lab-debian12-pristine", "driver-pciback"): "xen-pciback is not loaded; 0000:00:05.0 is bound to mptsas",
     ("lab-debian12-attached-to-pv-domu", "assignable"): "attached to the running domain tiny (vdev 00.0)",
     ("lab-debian12-attached-to-pv-domu", "domu-config"): "named by the pci list of /etc/xen/tiny.cfg",
+    ("node03-nonroot-blacklist-unreadable", "native-driver-blacklisted"):
+        "cannot read /etc/modprobe.d/xen-passthrough.conf as user deploy: run with --sudo",
+    ("node03-nonroot-blacklist-unreadable", "assignable"): "Permission denied",
+    ("ordinary-vm-not-dom0", "driver-pciback"): "not a Xen dom0: /proc/xen/capabilities does not exist",
 }
 
 
@@ -87,5 +98,5 @@ def test_attached_is_a_distinct_passing_state():
 def test_every_failure_carries_evidence():
     for name, (device, _) in EXPECTED.items():
         for verdict in evaluate(load_fixture(name), parse_bdf(device), Context()).values():
-            if verdict.status.value == "fail":
+            if verdict.status.value in ("fail", "error"):
                 assert verdict.evidence, (name, verdict.rule)

@@ -7,6 +7,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from xenpass.transport import ScriptResult, remote_command, run_local_command
+
 
 @dataclass
 class Result:
@@ -17,11 +19,19 @@ class Result:
 
 @dataclass
 class ChrootHost:
-    """Quacks like testinfra's host for `run(cmd, *args)` (args quoted, as testinfra does)."""
+    """A runner (xenpass.transport) into a fake root; also `run(cmd, *args)` like testinfra's host."""
 
     root: Path
+    userspec: str | None = None  # e.g. "65534:65534": run as that user inside the root
+
+    def argv(self, line: str) -> list[str]:
+        user = [f"--userspec={self.userspec}"] if self.userspec else []
+        return ["chroot", *user, str(self.root), "/bin/sh", "-c", line]
+
+    def run_script(self, script: str, timeout: float | None = 120) -> ScriptResult:
+        return run_local_command(self.argv(remote_command(script)), timeout)
 
     def run(self, command: str, *args: str) -> Result:
         line = command % tuple(shlex.quote(a) for a in args)
-        done = subprocess.run(["chroot", str(self.root), "/bin/sh", "-c", line], capture_output=True, timeout=120)
+        done = subprocess.run(self.argv(line), capture_output=True, timeout=120)
         return Result(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))

@@ -17,7 +17,7 @@ from pathlib import Path
 BUSYBOX = Path("/bin/busybox")
 APPLETS = (
     "sh ash cat stat grep egrep base64 readlink od ls ln rm mv cp mkdir find cpio gzip zcat sed awk id date touch "
-    "chmod chown dirname basename mktemp sleep head tail sort tr wc env true false test printf echo uname sync"
+    "chmod chown dirname basename mktemp sleep head tail sort tr wc env true false test printf echo uname sync setsid"
 ).split()
 
 
@@ -63,6 +63,11 @@ class FakeHost:
     runlevels: dict[str, str] = field(default_factory=dict)  # openrc service -> runlevel
     init: str = "init"
     base_mtime: int = 1_750_000_000  # every file not dated otherwise
+    dom0: bool = True  # xenfs at /proc/xen says control_d, /sys/hypervisor/type says xen
+    modes: dict[str, int] = field(default_factory=dict)  # path -> mode (e.g. 0o600), after writing
+    mounts: str = "/dev/sda1 / ext4 rw,relatime 0 0\n"
+    disks: dict[str, str] = field(default_factory=dict)  # block device (vda) -> the PCI device it hangs off
+    collect_as: str | None = None  # chroot --userspec for collecting (e.g. "65534:65534"); None: root
 
 
 def write(root: Path, path: str, text: str | bytes, mode: int = 0o644) -> Path:
@@ -98,7 +103,10 @@ def build(host: FakeHost, root: Path) -> Path:
     write(root, "/proc/cmdline", host.cmdline + "\n")
     write(root, "/proc/1/comm", host.init + "\n")
     write(root, "/proc/modules", "".join(f"{m} 16384 0 - Live 0x0000000000000000\n" for m in host.loaded_modules))
-    write(root, "/proc/mounts", "/dev/sda1 / ext4 rw,relatime 0 0\n")
+    write(root, "/proc/mounts", host.mounts)
+    if host.dom0:
+        write(root, "/proc/xen/capabilities", "control_d\n")
+        write(root, "/sys/hypervisor/type", "xen\n")
     write(root, f"/lib/modules/{host.release}/modules.alias", host.modules_alias)
     write(root, f"/lib/modules/{host.release}/modules.builtin", host.modules_builtin)
     for path, text in host.files.items():
@@ -115,6 +123,8 @@ def build(host: FakeHost, root: Path) -> Path:
         os.utime(root / path.lstrip("/"), (mtime, mtime))
     for path, mtime in host.mtimes.items():
         os.utime(root / path.lstrip("/"), (mtime, mtime))
+    for path, mode in host.modes.items():
+        (root / path.lstrip("/")).chmod(mode)
     return root
 
 
@@ -141,6 +151,7 @@ def install_busybox(root: Path) -> None:
     (root / "dev").mkdir(exist_ok=True)
     if not (root / "dev/null").exists():
         os.mknod(root / "dev/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        (root / "dev/null").chmod(0o666)  # mknod's mode went through the umask: a non-root user writes here too
 
 
 def build_sysfs(host: FakeHost, root: Path) -> None:
@@ -157,6 +168,10 @@ def build_sysfs(host: FakeHost, root: Path) -> None:
         write(root, f"/var/lib/fakehost/lspci/{dev.bdf}", lspci_info(dev))
         if dev.driver:
             bind(root, dev.bdf, dev.driver, f"{parent}/{dev.bdf}")
+        for disk in [name for name, bdf in host.disks.items() if bdf == dev.bdf]:
+            (real / disk).mkdir()
+            (root / "sys/block" / disk).mkdir(parents=True)
+            os.symlink(f"{parent}/{dev.bdf}/{disk}", root / "sys/block" / disk / "device")
     if host.pciback:
         (sys_pci / "drivers/pciback").mkdir(parents=True, exist_ok=True)
         slots = "".join(d.bdf + "\n" for d in host.devices if d.driver == "pciback")
@@ -207,6 +222,11 @@ exit 0
 # xl answers from the fake sysfs, so `xl pci-assignable-add` really rebinds the device.
 XL = r"""#!/bin/sh
 state=/var/lib/fakehost
+[ "$(id -u)" = 0 ] || {
+  echo "xencall: error: Could not obtain handle on privileged command interface: Permission denied" >&2
+  echo "libxl: error: libxl.c:102:libxl_ctx_alloc: cannot open libxc handle: Permission denied" >&2
+  echo "cannot init xl context" >&2
+  exit 1; }
 case "$1" in
   info) cat $state/xl-info ;;
   list) cat $state/xl-list ;;

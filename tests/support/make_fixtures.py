@@ -21,8 +21,9 @@ STAMP = "2026-11-24T00:00:00+00:00"  # fixed, so regenerating an unchanged scena
 
 def snapshot_of(name: str) -> RawFacts:
     with tempfile.TemporaryDirectory(prefix=f"xenpass-{name}-") as tmp:
-        root = build(SCENARIOS[name](), Path(tmp) / "root")
-        raw = collect(ChrootHost(root), name)
+        host = SCENARIOS[name]()
+        root = build(host, Path(tmp) / "root")
+        raw = collect(ChrootHost(root, userspec=host.collect_as), name)
     raw.collected_at = STAMP
     return raw
 

@@ -247,11 +247,50 @@ def debian12_modules_args_ignored() -> FakeHost:
     return replace(host, pciback=None, hide_live="", loaded_modules=("megaraid_sas", "virtio_blk"))
 
 
+def node03_nonroot_blacklist_unreadable() -> FakeHost:
+    """A working node03 collected as user `deploy` (no --sudo): the real blacklist sits in a mode-600 file.
+
+    blacklist.conf still has the seed's `blacklist mpt2sas`; `blacklist mpt3sas` is in xen-passthrough.conf,
+    which deploy cannot read, and xl refuses a non-root user. The rules must say what they could not read.
+    """
+    host = alpine_host("node03-nonroot-blacklist-unreadable", blacklist="blacklist mpt2sas\n", sas_driver="pciback",
+                       image_blacklist="blacklist mpt2sas\n", image_day=5, blacklist_day=2,
+                       dmesg="[    4.812] pciback 0000:01:00.0: seizing device\n")
+    real = "/etc/modprobe.d/xen-passthrough.conf"
+    host.initramfs["/boot/initramfs-lts"][0]["etc/modprobe.d/xen-passthrough.conf"] = "blacklist mpt3sas\n"
+    return replace(host, files={**host.files, real: "blacklist mpt3sas\n",
+                                "/etc/passwd": "root:x:0:0:root:/root:/bin/sh\n"
+                                               "deploy:x:65534:65534:deploy:/home/deploy:/bin/sh\n"},
+                   mtimes={**host.mtimes, real: T0 + 4 * DAY}, modes={real: 0o600}, collect_as="65534:65534")
+
+
+def ordinary_vm_not_dom0() -> FakeHost:
+    """A Debian 12 KVM guest: no xl, no /proc/xen, no /sys/hypervisor; its root disk hangs off virtio 00:02.0.
+
+    Asked about 00:02.0, xenpass must say this is not a Xen dom0, not plan to hide the root disk's controller.
+    """
+    devices = [d for d in debian_devices(None) if d.bdf in ("0000:00:00.0", "0000:00:02.0")]
+    devices.append(FakeDevice("0000:00:03.0", "1af4", "1000", "020000", "Ethernet controller: Red Hat, Inc. "
+                              "Virtio network device", ("1af4", "0001"), "Red Hat, Inc. Device 0001", "virtio-pci",
+                              None, ("virtio_pci",)))
+    files = {"/etc/os-release": DEBIAN_OS, "/etc/modules": "# /etc/modules: kernel modules to load at boot time.\n",
+             "/etc/initramfs-tools/initramfs.conf": "MODULES=most\nCOMPRESS=zstd\n"}
+    return FakeHost(
+        name="ordinary-vm-not-dom0", distro="debian", release=DEBIAN_RELEASE, devices=devices, files=files,
+        cmdline=f"BOOT_IMAGE=/boot/vmlinuz-{DEBIAN_RELEASE} root=UUID=2b9c ro quiet",
+        loaded_modules=("virtio_blk", "virtio_net", "ext4"), pciback=None, modules_alias=LAB_ALIASES,
+        modules_builtin="kernel/drivers/virtio/virtio.ko\n", xl_info=None,
+        initramfs={f"/boot/initrd.img-{DEBIAN_RELEASE}": ({"conf/modules": "", "init": "#!/bin/sh\n"}, T0)},
+        init="systemd", dom0=False, mounts="/dev/vda1 / ext4 rw,relatime 0 0\n", disks={"vda": "0000:00:02.0"},
+    )
+
+
 SCENARIOS: dict[str, Callable[[], FakeHost]] = {
     f().name: f
     for f in (
         node03_broken_mpt2sas_alias, node03_fixed, node03_stale_initramfs, node03_initramfs_lacks_blacklist,
         node03_hide_typo, node03_plain_line_first, node03_attached_to_domu, alpine_busybox_lspci,
-        debian12_kmod_compliant, debian12_modules_args_ignored,
+        debian12_kmod_compliant, debian12_modules_args_ignored, node03_nonroot_blacklist_unreadable,
+        ordinary_vm_not_dom0,
     )
 }

@@ -114,3 +114,18 @@ def env_without_ssh_agent() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("SSH_AUTH_SOCK", None)
     return env
+
+
+def ssh_pids() -> set[int]:
+    """Process ids of every ssh client and master on this machine (to prove a run leaves none behind)."""
+    done = subprocess.run(["pgrep", "-x", "ssh"], capture_output=True, text=True)
+    return {int(pid) for pid in done.stdout.split()}
+
+
+def new_ssh_pids(before: set[int], settle: float = 5.0) -> set[int]:
+    """ssh processes that appeared since `before` and are still alive after `settle` seconds at most
+    (a master told to exit takes a moment to go)."""
+    deadline = time.monotonic() + settle
+    while (left := ssh_pids() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left

@@ -15,18 +15,39 @@ begin() { printf '==XP:%s:BEGIN %s\n' "$T" "$*"; }
 end() { printf '\n==XP:%s:END %s\n' "$T" "$1"; }
 fact() { printf '==XP:%s:FACT %s\n' "$T" "$*"; }
 
-# Print a file byte for byte (text), without forking.
+# Print a file without forking, counting the bytes printed. The shell's read cannot carry a NUL byte:
+# when the count differs from the size stat(1) saw, the file is sent again as base64, exactly.
 dump() {
-  l=
-  while IFS= read -r l; do printf '%s\n' "$l"; done < "$1"
-  [ -z "$l" ] || printf '%s' "$l"
+  l=; n=0
+  while IFS= read -r l; do printf '%s\n' "$l"; n=$((n + ${#l} + 1)); done < "$1"
+  [ -z "$l" ] || { printf '%s' "$l"; n=$((n + ${#l})); }
+}
+
+# The size stat(1) reported for a path (empty when it did not).
+size_of() {
+  z=
+  while IFS=' ' read -r _ s _ _ _ p; do [ "$p" = "$1" ] && z=$s; done <<EOF_SIZES
+$st
+EOF_SIZES
 }
 
 file_section() {
   if [ -f "$1" ] && [ -r "$1" ]; then
     begin file "$1"; dump "$1"; end 0
+    case $1 in /proc/*|/sys/*) return ;; esac  # pseudo-files: stat's size is not their length
+    size_of "$1"
+    if [ -n "$z" ] && [ "$z" != "$n" ]; then exact "$1"; fi
   elif [ -e "$1" ]; then
-    fact unreadable "$1"
+    fact unreadable "$1"; unreadable=1
+  fi
+}
+
+# A file's exact bytes: base64 where the host has it, else od.
+exact() {
+  if command -v base64 >/dev/null 2>&1; then
+    begin exact-base64 "$1"; base64 < "$1"; end $?
+  else
+    begin exact-hex "$1"; od -An -v -tx1 < "$1"; end $?
   fi
 }
 
@@ -49,7 +70,15 @@ if [ -r /proc/1/comm ]; then read -r init < /proc/1/comm; fact init "$init"; fi
 
 # Files: fixed paths plus every file of the directories that configure module loading.
 files=
+unreadable=
+# Configuration directories the shell cannot list (a non-root user): their files are unknown, not absent.
+for d in /etc/modprobe.d /run/modprobe.d /lib/modprobe.d /usr/lib/modprobe.d /etc/modules-load.d \
+         /run/modules-load.d /lib/modules-load.d /usr/lib/modules-load.d /etc/dracut.conf.d /etc/xen \
+         /etc/xen/auto /etc/initramfs-tools/conf.d /boot; do
+  if [ -d "$d" ] && { [ ! -r "$d" ] || [ ! -x "$d" ]; }; then fact unreadable "$d/"; unreadable=1; fi
+done
 for f in /etc/os-release /proc/cmdline /proc/modules /proc/mounts /etc/modules /etc/modprobe.conf \
+         /proc/xen/capabilities /sys/hypervisor/type \
          /etc/conf.d/xen-pci /etc/initramfs-tools/modules /etc/initramfs-tools/initramfs.conf \
          /etc/mkinitfs/mkinitfs.conf /etc/dracut.conf /etc/default/grub /etc/update-extlinux.conf \
          "/lib/modules/$release/modules.builtin" \
@@ -79,6 +108,7 @@ begin cmd stat; printf '%s' "$st"; end 0
 blacklisted=
 IFS='
 '
+set -f  # the names are data: a path holding `[a]?` or `*` is that path, not a pattern
 for f in $files; do
   unset IFS
   file_section "$f"
@@ -91,6 +121,7 @@ for f in $files; do
       done < "$f" ;;
   esac
 done
+set +f
 unset IFS
 
 # PCI devices from sysfs: ids, modalias, bound driver, physical path (for parent bridges).
@@ -171,4 +202,6 @@ EOF_STAT
     begin hex "$img"; od -An -v -tx1 < "$img"; end $?
   fi
 done
+# Who could not read what: the report tells the user to run with --sudo.
+[ -z "$unreadable" ] || fact user "$(id -un 2>/dev/null || echo "uid $(id -u)")"
 exit 0

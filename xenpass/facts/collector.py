@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import secrets
 import shlex
 from collections.abc import Iterable
@@ -13,21 +14,22 @@ from typing import Protocol
 
 from xenpass.facts.raw import CommandFact, FileFact, PciSysfs, RawFacts
 from xenpass.parse.initramfs import read_initramfs
+from xenpass.text import as_bytes, from_bytes
 
 # The single remote command a host costs (plus nothing else: the script reads files itself).
 REMOTE_COMMANDS_PER_HOST = 1
 
 
-class CommandResult(Protocol):
+class ScriptResult(Protocol):
     rc: int
-    stdout: str
-    stderr: str
+    stdout: bytes
+    stderr: bytes
 
 
-class RunsCommands(Protocol):
-    """What the collector needs of a testinfra host: `host.run(cmd, *args)` quoting args."""
+class RunsScripts(Protocol):
+    """What the collector needs of a host: run one POSIX shell script, within a deadline, as bytes."""
 
-    def run(self, command: str, *args: str) -> CommandResult: ...
+    def run_script(self, script: str, timeout: float | None = None) -> ScriptResult: ...
 
 
 class HostUnreachable(Exception):
@@ -44,10 +46,11 @@ def render_script(token: str, extra_files: Iterable[str] = (), known_images: Ite
 
 
 def collect(
-    host: RunsCommands,
+    host: RunsScripts,
     name: str,
     extra_files: Iterable[str] = (),
     image_cache: dict[str, dict] | None = None,
+    timeout: float | None = None,
 ) -> RawFacts:
     """Run the collector script on `host` once and parse what it printed.
 
@@ -57,18 +60,19 @@ def collect(
     token = secrets.token_hex(8)
     cache = image_cache if image_cache is not None else {}
     script = render_script(token, extra_files, cache)
-    result = host.run("sh -c %s", script)
-    if f"==XP:{token}:" not in result.stdout:
-        raise HostUnreachable(first_error_line(result))
-    facts = parse_output(result.stdout, token, name)
+    result = host.run_script(script, timeout)
+    stdout = from_bytes(result.stdout)  # every byte kept: file contents are data, not UTF-8
+    if f"==XP:{token}:" not in stdout:
+        raise HostUnreachable(first_error_line(result.rc, from_bytes(result.stderr) or stdout))
+    facts = parse_output(stdout, token, name)
     reuse_known_images(facts, cache)
     return facts
 
 
-def first_error_line(result: CommandResult) -> str:
-    lines = [ln.strip() for ln in (result.stderr or result.stdout or "").splitlines() if ln.strip()]
+def first_error_line(rc: int, output: str) -> str:
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
     detail = lines[-1] if lines else "no output"
-    return f"host did not answer (exit {result.rc}): {detail}"
+    return f"host did not answer (exit {rc}): {detail}"
 
 
 def parse_output(out: str, token: str, host: str) -> RawFacts:
@@ -102,12 +106,27 @@ def add_section(facts: RawFacts, header: str, payload: str, rc: int | None) -> N
     if kind == "file":
         fact = facts.files.setdefault(name, FileFact(path=name))
         fact.content = payload
+        fact.sha256 = hashlib.sha256(as_bytes(payload)).hexdigest()
+    elif kind in ("exact-base64", "exact-hex"):
+        replace_with_exact(facts, name, kind, payload)
     elif kind == "cmd" and name == "stat":
         apply_stat(facts, payload)
     elif kind == "cmd":
         facts.commands[name] = CommandFact(name=name, output=payload, rc=rc)
     elif kind in ("base64", "hex"):
         facts.initramfs[name] = decode_image(kind, payload)
+
+
+def replace_with_exact(facts: RawFacts, path: str, kind: str, payload: str) -> None:
+    """The shell could not carry this file's bytes (a NUL): the host sent them encoded instead."""
+    fact = facts.files.setdefault(path, FileFact(path=path))
+    try:
+        data = base64.b64decode(payload) if kind == "exact-base64" else bytes.fromhex("".join(payload.split()))
+    except (binascii.Error, ValueError):
+        fact.content, fact.sha256, fact.unreadable = None, None, True
+        return
+    fact.content = from_bytes(data)
+    fact.sha256 = hashlib.sha256(data).hexdigest()
 
 
 def decode_image(kind: str, payload: str) -> dict:
@@ -132,8 +151,11 @@ def add_flag(facts: RawFacts, rest: str) -> None:
     elif name == "block":
         dev, _, path = value.partition("|")
         facts.block[dev] = path
-    elif name == "unreadable":
-        facts.files[value] = FileFact(path=value, unreadable=True)
+    elif name == "unreadable" and value.endswith("/"):  # a directory the collecting user cannot list
+        facts.flags.setdefault("unreadable_dirs", []).append(value)
+    elif name == "unreadable":  # stat may have filled in the file's metadata already: keep it
+        fact = facts.files.setdefault(value, FileFact(path=value))
+        fact.content, fact.unreadable = None, True
     else:
         facts.flags.setdefault(name, []).append(value)
 

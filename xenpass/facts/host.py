@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
@@ -33,6 +34,32 @@ PCIBACK = "xen_pciback"
 # Directories kmod reads, in priority order: a file name in an earlier one hides the same name later.
 KMOD_CONFIG_DIRS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d")
 MODULES_LOAD_DIRS = ("/etc/modules-load.d", "/run/modules-load.d", "/usr/lib/modules-load.d", "/lib/modules-load.d")
+
+# The fact sources a rule can read (Rule.reads), and the paths each covers: a path ending in "/" is a directory
+# and everything below it. A source with an unreadable file or directory, or a failed command, is unknown.
+SOURCES: dict[str, tuple[str, ...]] = {
+    "modprobe.d": (*(d + "/" for d in KMOD_CONFIG_DIRS), "/etc/modprobe.conf"),
+    "modules-load": ("/etc/modules", *(d + "/" for d in MODULES_LOAD_DIRS), "/etc/initramfs-tools/modules"),
+    "kernel-modules": ("/lib/modules/", "/proc/modules", "/sys/module/"),
+    "cmdline": ("/proc/cmdline",),
+    "xen-pci": ("/etc/conf.d/xen-pci",),
+    "sysfs": ("/sys/bus/pci/",),
+    "initramfs": ("/boot/",),  # and the running kernel's image must have been read whole
+    "domu": ("/etc/xen/",),  # or exactly the domU configs the user named
+    "xl": (),  # every `xl ...` command must have succeeded
+}
+PERMISSION_WORDS = ("Permission denied", "Operation not permitted")
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """A fact the collector could not learn: a file or directory it could not read, a command that failed."""
+
+    kind: str  # file | dir | command | image
+    what: str  # the path, or the command's name
+    detail: str  # evidence: the file's stat, or all the command said
+    permission: bool = True  # root (--sudo) would have learnt it
+    summary: str = ""  # a failed command's exit status and first line: "(exit 1): xencall: error: ..."
 
 
 @dataclass(frozen=True)
@@ -128,6 +155,108 @@ class HostFacts:
 
     def has_file(self, path: str) -> bool:
         return self.raw.file(path) is not None
+
+    # -- what the collector could not learn -----------------------------------------------
+    @property
+    def user(self) -> str | None:
+        """The user the collector ran as, reported when something was unreadable to it."""
+        users = self.raw.flag_values("user")
+        return users[0] if users else None
+
+    @property
+    def unreadable_dirs(self) -> list[str]:
+        return self.raw.flag_values("unreadable_dirs")
+
+    def unknown(self, sources: Iterable[str], domus: Iterable[str] = ()) -> list[Unknown]:
+        """What of these fact sources the collector could not read; `domus` narrows "domu" to those configs."""
+        found: list[Unknown] = []
+        for source in sources:
+            if source == "domu" and domus:
+                found += self.unknown_paths(tuple(domus), exact=True)
+            else:
+                found += self.unknown_paths(SOURCES[source])
+            if source == "xl":
+                found += self.failed_commands("xl ")
+            if source == "initramfs":
+                image = self.boot_image
+                if image is not None and image.content is None:
+                    cached = image.path in self.raw.flag_values("known_image")  # skipped as known, not in cache
+                    found.append(Unknown("image", image.path, f"{image.size} bytes, {self.mode_text(image.path)}; "
+                                         "its content was not collected", permission=not cached))
+        return list(dict.fromkeys(found))
+
+    def unknown_paths(self, covers: tuple[str, ...], exact: bool = False) -> list[Unknown]:
+        found = []
+        for d in self.unreadable_dirs:
+            hit = [c for c in covers if c.startswith(d) or (c.endswith("/") and d.startswith(c))]
+            if exact:  # a named file under an unlistable directory may still have been read by its path
+                hit = [c for c in hit if self.raw.file(c) is None]
+            if hit:
+                found.append(Unknown("dir", d, "cannot be listed"))
+        for path, fact in sorted(self.raw.files.items()):
+            if fact.unreadable and any(path == c or (c.endswith("/") and path.startswith(c)) for c in covers):
+                found.append(Unknown("file", path, f"unreadable ({self.mode_text(path)})"))
+        return found
+
+    def mode_text(self, path: str) -> str:
+        fact = self.raw.files.get(path) or self.raw.boot.get(path)
+        if fact is None or fact.mode is None:
+            return "mode unknown"
+        return f"mode {fact.mode}, owner uid {fact.uid}"
+
+    def failed_commands(self, prefix: str) -> list[Unknown]:
+        found = []
+        for name, cmd in sorted(self.raw.commands.items()):
+            if not name.startswith(prefix) or cmd.output is None or cmd.rc in (0, None):
+                continue
+            said = cmd.output.strip() or "(no output)"
+            found.append(Unknown("command", name, f"exit {cmd.rc}\n{said}",
+                                 permission=any(w in said for w in PERMISSION_WORDS),
+                                 summary=f"(exit {cmd.rc}): {said.splitlines()[0]}"))
+        return found
+
+    # -- is this a Xen dom0 at all ---------------------------------------------------------
+    @cached_property
+    def not_dom0_reason(self) -> str | None:
+        """Why this host is not a Xen dom0, when it says so itself; None for a dom0 or when it cannot tell.
+
+        A dom0 has `control_d` in /proc/xen/capabilities (xenfs), or an `xl info` that works. Without
+        either it is not one, unless xenfs could not say (unreadable, or not mounted) and xl was only denied
+        (a non-root user: modern xl needs /dev/xen/privcmd, not xenfs).
+        """
+        caps = self.raw.files.get("/proc/xen/capabilities")
+        if caps is not None and caps.content is not None and "control_d" in caps.content.split():
+            return None
+        info = self.raw.commands.get("xl info")
+        if info is not None and info.rc in (0, None) and self.xl_info:
+            return None
+        denied = self.failed_commands("xl ")
+        if (caps is not None and caps.content is None) or (caps is None and any(u.permission for u in denied)):
+            return None  # unknown, not a finding: the rules that read xl say what could not be read
+        if caps is None:
+            why = "/proc/xen/capabilities does not exist (no xenfs at /proc/xen)"
+        else:
+            why = "/proc/xen/capabilities has no control_d"
+        if not self.xl_present:
+            why += " and xl is not installed"
+        elif denied:
+            why += f" and `{denied[0].what}` failed {denied[0].summary}"
+        else:
+            why += " and `xl info` reports nothing"
+        hypervisor = (self.raw.file("/sys/hypervisor/type") or "").strip()
+        if hypervisor == "xen":
+            why += "; /sys/hypervisor/type is xen: this is a Xen guest (domU)"
+        elif hypervisor:
+            why += f"; /sys/hypervisor/type is {hypervisor}"
+        elif "/sys/hypervisor/type" not in self.raw.files:
+            why += "; there is no /sys/hypervisor/type: the kernel does not run on Xen"
+        return f"not a Xen dom0: {why}"
+
+    def absent_reason(self, bdf: Bdf) -> str | None:
+        """Why the device is not on this host, when the PCI listing was collected and lacks it."""
+        if not self.pci or bdf in self.pci or bdf in self.lspci:
+            return None
+        return f"{bdf} is not on this host: no such PCI device in /sys/bus/pci/devices"
 
     # -- module configuration -------------------------------------------------------------
     @cached_property

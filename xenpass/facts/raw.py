@@ -8,15 +8,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xenpass.text import safe_file_stem
+
 SCHEMA = 1
 
 
 @dataclass
 class FileFact:
-    """A file on the host; `content` is None when it is missing or unreadable."""
+    """A file on the host; `content` is None when it is missing or unreadable.
+
+    `content` holds the host's exact bytes (xenpass.text.from_bytes: undecodable bytes as surrogates),
+    `sha256` is the hash of those bytes, as `sha256sum` on the host would print it.
+    """
 
     path: str
     content: str | None = None
+    sha256: str | None = None
     mtime: int | None = None
     size: int | None = None
     mode: str | None = None
@@ -112,7 +119,8 @@ def save_snapshot(facts: RawFacts, directory: str | Path) -> Path:
 
 
 def safe_name(host: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in host) or "host"
+    """The snapshot file's stem: one per host name, never shared (`snapshot_targets` decodes it back)."""
+    return safe_file_stem(host)
 
 
 class SnapshotError(Exception):

@@ -11,7 +11,7 @@ from xenpass.facts.raw import FileFact
 from xenpass.fix import domu_config, driver_pciback, hide_entry, initramfs_current, native_driver_blacklisted
 from xenpass.fix.base import Command, FileEdit, Part, Plan, Step
 from xenpass.parse.bdf import Bdf
-from xenpass.rules.base import Context
+from xenpass.rules.base import Context, Status
 
 Planner = Callable[[HostFacts, Bdf, Context], Part]
 PLANNERS: dict[str, Planner] = {
@@ -30,10 +30,14 @@ def plan_device(facts: HostFacts, bdf: Bdf, ctx: Context, only: set[str] | None 
     refusals, notes, rules = [], [], []
     reboot = False
     current = facts
+    if facts.not_dom0_reason or facts.absent_reason(bdf):  # nothing on this host is that device's to change
+        return Plan(facts.name, bdf)
     for rule, planner in PLANNERS.items():
         if only is not None and rule not in only:
             continue
-        if evaluate(current, bdf, ctx)[rule].status.ok:
+        # Only a failure is planned for: not an error (facts unknown), not blocked (its prerequisite is planned
+        # first, and the facts as they would be after that plan are judged again here).
+        if evaluate(current, bdf, ctx)[rule].status is not Status.FAIL:
             continue
         part = planner(current, bdf, ctx)
         steps += part.steps

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from xenpass.fix.base import Command, FileEdit, Plan
+from xenpass.text import as_bytes, from_bytes
+from xenpass.transport import HostTimeout
 
 
 @dataclass
@@ -36,12 +38,12 @@ def stamp() -> str:
 def write_script(edit: FileEdit, backup: str) -> str:
     """One remote shell: check the file is as planned, back it up, write a temp file beside it, rename."""
     path = shlex.quote(edit.path)
-    payload = base64.b64encode(edit.after.encode()).decode()
+    payload = base64.b64encode(as_bytes(edit.after)).decode()
     if edit.before is None:
         guard = f"[ ! -e {path} ] || {{ echo 'xenpass: {edit.path} appeared since facts were collected' >&2; exit 3; }}"
         keep = "chmod 644 \"$tmp\"; chown 0:0 \"$tmp\""
     else:
-        digest = hashlib.sha256(edit.before.encode()).hexdigest()
+        digest = hashlib.sha256(as_bytes(edit.before)).hexdigest()  # the exact bytes the host had
         guard = (f"[ \"$(sha256sum < {path} | cut -c1-64)\" = {digest} ] || "
                  f"{{ echo 'xenpass: {edit.path} changed since facts were collected' >&2; exit 3; }}")
         keep = (f"cp -p {path} {shlex.quote(backup)} && chmod \"$(stat -c %a {path})\" \"$tmp\" && "
@@ -52,25 +54,30 @@ def write_script(edit: FileEdit, backup: str) -> str:
             f"mv -f \"$tmp\" {path}; trap - EXIT")
 
 
-def apply_plan(host, plan: Plan) -> ApplyReport:
-    """Run the steps in order on `host` (testinfra-like `run`). A failure stops the rest."""
+def apply_plan(host, plan: Plan, timeout: float | None = None) -> ApplyReport:
+    """Run the steps in order on `host` (a xenpass.transport runner). A failure stops the rest."""
     report = ApplyReport()
     when = stamp()
     for step in plan.steps:
         if isinstance(step, FileEdit):
             backup = f"{step.path}.xenpass-{when}"
-            result = host.run("sh -c %s", write_script(step, backup))
+            script = write_script(step, backup)
             undo = f"mv {shlex.quote(backup)} {shlex.quote(step.path)}" if step.before is not None \
                 else f"rm {shlex.quote(step.path)}"
             label = f"edit {step.path}"
         else:
             backup = f"{step.backup}.xenpass-{when}" if step.backup else ""
             save = f"cp -p {shlex.quote(step.backup)} {shlex.quote(backup)} && " if step.backup else ""
-            result = host.run("sh -c %s", save + " ".join(shlex.quote(a) for a in step.argv))
+            script = save + " ".join(shlex.quote(a) for a in step.argv)
             undo = f"mv {shlex.quote(backup)} {shlex.quote(step.backup)}" if step.backup else ""
             label = f"run {' '.join(step.argv)}"
+        try:
+            result = host.run_script(script, timeout)
+        except HostTimeout as exc:
+            report.failed = f"{label}: {exc}"
+            break
         if result.rc != 0:
-            detail = (result.stderr or result.stdout or "").strip().splitlines()
+            detail = from_bytes(result.stderr or result.stdout or b"").strip().splitlines()
             report.failed = f"{label}: exit {result.rc}: {detail[-1] if detail else 'no output'}"
             break
         report.applied.append(label)

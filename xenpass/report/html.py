@@ -13,6 +13,7 @@ from xenpass.parse.bdf import Bdf
 from xenpass.report.results import RunResults
 from xenpass.rules.base import Status, Verdict
 from xenpass.targets import HostResult
+from xenpass.text import visible
 
 STYLE = """<style>
 .xp-matrix{border-collapse:collapse;margin:8px 0;font-size:13px}
@@ -23,14 +24,19 @@ STYLE = """<style>
 </style>"""
 
 
+def shown(text: str, quote: bool = False) -> str:
+    """Host text as HTML text: controls and undecodable bytes made visible first, then escaped (never markup)."""
+    return escape(visible(text), quote=quote)
+
+
 def verdict_extras(verdict: Verdict, plan: Plan | None = None) -> list:
-    parts = [f"<p><b>{escape(verdict.rule)}: {verdict.status.value.upper()}</b>"
-             f"{' (' + escape(verdict.state) + ')' if verdict.state else ''} — {escape(verdict.reason)}</p>"]
+    parts = [f"<p><b>{shown(verdict.rule)}: {verdict.status.value.upper()}</b>"
+             f"{' (' + shown(verdict.state) + ')' if verdict.state else ''} — {shown(verdict.reason)}</p>"]
     for item in verdict.evidence:
-        parts.append(f"<div><i>{escape(item.source)}</i><pre class='xp-evidence'>{escape(item.text)}</pre></div>")
+        parts.append(f"<div><i>{shown(item.source)}</i><pre class='xp-evidence'>{shown(item.text)}</pre></div>")
     if plan is not None and not plan.empty:
         parts.append(f"<div><b>Fix plan</b> (apply with <code>--fix</code>)<pre class='xp-evidence'>"
-                     f"{escape(plan.render())}</pre></div>")
+                     f"{shown(plan.render())}</pre></div>")
     return [extras.html("".join(parts))]
 
 
@@ -74,11 +80,11 @@ def matrix_html(run: RunResults) -> str:
     for host, bdf, verdicts in matrix_rows:
         if bdf is None:
             reason = host.error or "no device checked"
-            rows.append(f"<tr><td>{escape(host.name)}</td><td colspan='{len(rules) + 1}' class='xp-error'>"
-                        f"{escape(reason)}</td></tr>")
+            rows.append(f"<tr><td>{shown(host.name)}</td><td colspan='{len(rules) + 1}' class='xp-error'>"
+                        f"{shown(reason)}</td></tr>")
             continue
         cells = "".join(cell(verdicts.get(r), run.compact) for r in rules)
-        rows.append(f"<tr><td>{escape(host.name)}</td><td>{escape(str(bdf))}</td>{cells}</tr>")
+        rows.append(f"<tr><td>{shown(host.name)}</td><td>{shown(str(bdf))}</td>{cells}</tr>")
     table = f"<table class='xp-matrix'><tr><th>host</th><th>device</th>{head}</tr>{''.join(rows)}</table>"
     unreachable = sum(1 for host in run.hosts or [] if host.error)
     return (f"{STYLE}<h2>Compliance matrix</h2>{tally_html(matrix_rows, rules, len(run.hosts or []), unreachable)}"
@@ -106,7 +112,7 @@ def cell(verdict: Verdict | None, compact: bool = False) -> str:
     if verdict is None:
         return "<td>—</td>"
     label = verdict.status.value + (f" ({verdict.state})" if verdict.state and verdict.state != "assignable" else "")
-    return f"<td class='xp-{verdict.status.value}'{cell_title(verdict, compact)}>{escape(label)}</td>"
+    return f"<td class='xp-{verdict.status.value}'{cell_title(verdict, compact)}>{shown(label)}</td>"
 
 
 def cell_title(verdict: Verdict, compact: bool) -> str:
@@ -117,4 +123,4 @@ def cell_title(verdict: Verdict, compact: bool) -> str:
             return ""
         if verdict.status == Status.BLOCKED:
             reason = reason.split(":", 1)[0]
-    return f" title='{escape(reason, quote=True)}'"
+    return f" title='{shown(reason, quote=True)}'"

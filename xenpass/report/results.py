@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from xenpass.fix.apply import ApplyReport
 from xenpass.fix.base import Plan
@@ -13,6 +15,7 @@ from xenpass.parse.bdf import Bdf
 from xenpass.rules import RULES
 from xenpass.rules.base import Context, Verdict
 from xenpass.targets import HostResult, Target
+from xenpass.text import visible
 
 
 @dataclass
@@ -65,18 +68,38 @@ class RunResults:
         return out
 
     def to_json(self) -> dict:
+        """The compliance JSON; every string in it is `visible`: valid UTF-8, no lone surrogate, no control."""
         hosts = [host_json(h, self.reported.get(h.name, {}), self) for h in self.hosts or []]
         if self.collect_seconds is None:
-            return {"hosts": hosts}
-        return {"hosts": hosts, "collect_seconds": round(self.collect_seconds, 3)}
+            return shown({"hosts": hosts})
+        return shown({"hosts": hosts, "collect_seconds": round(self.collect_seconds, 3)})
 
     def write_json(self, path: str) -> Path:
+        """Write the compliance JSON atomically; if that fails, no JSON of an earlier run is left to pass for it."""
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        tmp.replace(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+            tmp.replace(target)
+        except BaseException:
+            for stale in (tmp, target):
+                with suppress(OSError):
+                    stale.unlink(missing_ok=True)
+            raise
         return target
+
+
+def shown(value: Any) -> Any:
+    """A JSON value with every str in it (keys too) made `visible`: host text (names, reasons, evidence, errors,
+    diffs) holds controls and undecodable bytes (lone surrogates) that a JSON consumer must not get raw."""
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {shown(k): shown(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [shown(v) for v in value]
+    return value
 
 
 def host_json(host: HostResult, devices: dict[Bdf, dict[str, Verdict]], run: RunResults) -> dict:

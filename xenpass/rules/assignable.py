@@ -11,8 +11,8 @@ NAME = "xl pci-assignable-list"
 
 def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
     if facts.raw.output(NAME) is None:
-        return RULE.verdict(Status.FAIL, "xl is not installed: this is not a Xen dom0 with the toolstack",
-                            command_evidence(facts, NAME))
+        return RULE.verdict(Status.FAIL, "xl is not installed: this dom0 has no Xen toolstack to hand devices "
+                                         "to pciback and domUs", command_evidence(facts, NAME))
     evidence = [command_evidence(facts, NAME)]
     for domain, entries in facts.attached.items():
         evidence.append(command_evidence(facts, f"xl pci-list {domain}"))
@@ -41,4 +41,5 @@ RULE = Rule(
     step="3: xl pci-assignable-list lists the device",
     requires=("driver-pciback",),
     check=check,
+    reads=("xl",),
 )

@@ -69,6 +69,8 @@ class Rule:
     step: str  # the seed step it proves
     requires: tuple[str, ...]
     check: Check = field(repr=False)
+    # The fact sources it reads (xenpass.facts.host.SOURCES): when one is unknown, the rule is an error, not judged.
+    reads: tuple[str, ...] = ()
 
     def verdict(self, status: Status, reason: str, *evidence: Evidence, state: str | None = None) -> Verdict:
         return Verdict(self.id, status, reason, tuple(e for e in evidence if e.text), state)

@@ -47,4 +47,5 @@ RULE = Rule(
     step="4: add pci = [ 'BDF' ] to the domU configuration",
     requires=(),
     check=check,
+    reads=("domu",),
 )

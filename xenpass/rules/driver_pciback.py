@@ -39,4 +39,5 @@ RULE = Rule(
     step="3: lspci -k shows Kernel driver in use: pciback",
     requires=(),
     check=check,
+    reads=("sysfs", "kernel-modules"),
 )

@@ -69,4 +69,5 @@ RULE = Rule(
     step="2: hide the device from dom0 with xen_pciback hide=(BDF)",
     requires=(),
     check=check,
+    reads=("modules-load", "modprobe.d", "cmdline", "xen-pci", "kernel-modules", "sysfs"),
 )

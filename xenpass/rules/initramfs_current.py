@@ -99,4 +99,5 @@ RULE = Rule(
     step="5: rebuild the initramfs (mkinitfs) after blacklisting",
     requires=("native-driver-blacklisted",),
     check=check,
+    reads=("sysfs", "kernel-modules", "modprobe.d", "initramfs"),
 )

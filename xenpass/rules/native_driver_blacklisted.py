@@ -16,7 +16,7 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
     natives = facts.native_modules(bdf)
     if not natives:
         if not facts.aliases and not facts.lspci:
-            return RULE.verdict(Status.FAIL, f"cannot resolve the native driver: /lib/modules/{facts.kernel}/"
+            return RULE.verdict(Status.ERROR, f"cannot resolve the native driver: /lib/modules/{facts.kernel}/"
                                              "modules.alias is unreadable and lspci -k is unavailable", *evidence)
         return RULE.verdict(Status.PASS, f"no module of kernel {facts.kernel} claims {bdf} by its modalias",
                             *evidence)
@@ -108,4 +108,5 @@ RULE = Rule(
     step="5: blacklist the device's native driver so pciback can claim it first",
     requires=(),
     check=check,
+    reads=("sysfs", "kernel-modules", "modprobe.d", "modules-load", "cmdline"),
 )

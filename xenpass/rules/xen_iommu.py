@@ -33,4 +33,5 @@ RULE = Rule(
     step="(implied) Xen needs an IOMMU for safe passthrough",
     requires=(),
     check=check,
+    reads=("xl",),
 )
