@@ -28,6 +28,10 @@ EXPECTED: dict[str, tuple[str, dict[str, str]]] = {
     "alpine-busybox-lspci": ("01:00.0", ALL_PASS),
     "debian12-kmod-compliant": ("00:05.0", {**ALL_PASS, "domu-config": "skip"}),
     "debian12-modules-args-ignored": ("00:05.0", {**NOT_HIDDEN, "domu-config": "skip"}),
+    # the root disk on the MegaRAID at 00:06.0, the MegaRAID 2108 at 01:00.0 to pass through: nothing set up yet
+    "debian12-root-on-shared-driver": ("01:00.0", {
+        "hide-entry": "fail", "native-driver-blacklisted": "fail", "initramfs-current": "blocked",
+        "driver-pciback": "fail", "assignable": "blocked", "domu-config": "skip", "xen-iommu": "pass"}),
     # recorded from the QEMU lab (real Xen 4.17 + Debian 12 dom0) with --record, before any configuration
     "lab-debian12-pristine": ("00:05.0", {**BROKEN_BLACKLIST, "hide-entry": "fail", "domu-config": "skip"}),
     # ... and after `modprobe xen-pciback; xl pci-assignable-add 00:05.0; xl create -p tiny.cfg` (a PV domU)
@@ -42,7 +46,7 @@ EXPECTED: dict[str, tuple[str, dict[str, str]]] = {
     # a KVM guest asked about its own root disk's controller: not a Xen dom0, for every rule
     "ordinary-vm-not-dom0": ("00:02.0", dict.fromkeys(RULES, "error")),
 }
-DECLARES_NOTHING = {"lab-debian12-pristine", "ordinary-vm-not-dom0"}
+DECLARES_NOTHING = {"lab-debian12-pristine", "ordinary-vm-not-dom0", "debian12-root-on-shared-driver"}
 
 # Key phrases of the reasons: the explanation is the product, not only the status.
 REASONS = {

@@ -13,7 +13,6 @@ from xenpass.engine import evaluate
 from xenpass.facts.host import HostFacts
 from xenpass.facts.raw import CommandFact, FileFact
 from xenpass.fix import plan_device
-from xenpass.fix.driver_pciback import mounted_through
 from xenpass.parse.bdf import parse_bdf
 from xenpass.rules import RULES
 from xenpass.rules.base import Context, Status
@@ -187,7 +186,7 @@ def test_unreadable_capabilities_and_denied_xl_are_unknown_not_not_dom0():
 def test_ordinary_vm_fixture_every_rule_says_not_a_dom0_and_nothing_is_planned():
     facts = load_fixture("ordinary-vm-not-dom0")
     root_controller = parse_bdf("00:02.0")
-    assert mounted_through(facts, root_controller) == ["vda1"]  # the root disk hangs off it
+    assert facts.storage_behind(root_controller) == ["/ (on /dev/vda1)"]  # the root disk hangs off it
     verdicts = evaluate(facts, root_controller, Context())
     assert {v.status for v in verdicts.values()} == {Status.ERROR}
     assert all("not a Xen dom0" in v.reason for v in verdicts.values())

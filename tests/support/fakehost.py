@@ -172,6 +172,10 @@ def build_sysfs(host: FakeHost, root: Path) -> None:
             (real / disk).mkdir()
             (root / "sys/block" / disk).mkdir(parents=True)
             os.symlink(f"{parent}/{dev.bdf}/{disk}", root / "sys/block" / disk / "device")
+            for source in host.mounts.split():  # partitions the mounts name: /sys/block/sda/sda1/partition
+                part = source.removeprefix("/dev/")
+                if source.startswith("/dev/") and part != disk and part.startswith(disk):
+                    write(root, f"/sys/block/{disk}/{part}/partition", part[len(disk):].lstrip("p") + "\n")
     if host.pciback:
         (sys_pci / "drivers/pciback").mkdir(parents=True, exist_ok=True)
         slots = "".join(d.bdf + "\n" for d in host.devices if d.driver == "pciback")

@@ -127,7 +127,8 @@ def alpine_host(name: str, *, blacklist: str, sas_driver: str, image_blacklist: 
             "etc/modprobe.d/aliases.conf": "alias net-pf-10 ipv6\n",
             "init": "#!/bin/sh\n"}, T0 + image_day * DAY)},
         runlevels={"modules": "boot", "hwdrivers": "sysinit", "mdev": "sysinit", "xenstored": "default"},
-        dmesg=dmesg,
+        dmesg=dmesg, mounts="/dev/sda1 / ext4 rw,relatime 0 0\n/dev/sda3 /var ext4 rw,relatime 0 0\n",
+        disks={"sda": "0000:00:1f.2"},  # the root disk hangs off the AHCI controller, not the SAS card
     )
 
 
@@ -223,6 +224,7 @@ def debian_host(name: str, *, modules: str, modprobe: dict[str, str], image_file
         initramfs={f"/boot/initrd.img-{DEBIAN_RELEASE}": (image_files, T0 + image_day * DAY)},
         init="systemd",
         dmesg="[    5.020] pciback 0000:00:05.0: seizing device\n" if mptsas_driver == "pciback" else "",
+        mounts="/dev/vda / ext4 rw,relatime 0 0\n", disks={"vda": "0000:00:02.0"},
     )
 
 
@@ -285,12 +287,32 @@ def ordinary_vm_not_dom0() -> FakeHost:
     )
 
 
+def debian12_root_on_shared_driver() -> FakeHost:
+    """The root disk (sda) hangs off the MegaRAID 1078 at 00:06.0; the device to pass through, a MegaRAID 2108
+    at 01:00.0 behind root port 00:07.0, has the same driver, megaraid_sas, which the initramfs force-loads.
+
+    Blacklisting megaraid_sas, or taking it out of the initramfs, would leave the next boot without its root.
+    """
+    host = debian_host("debian12-root-on-shared-driver", modules="# /etc/modules\n", modprobe={},
+                       image_files={"conf/modules": "megaraid_sas\next4\n", "init": "#!/bin/sh\n"}, image_day=1,
+                       mptsas_driver="mptsas")
+    devices = [*host.devices,
+               FakeDevice("0000:00:07.0", "1b36", "000c", "060400", "PCI bridge: Red Hat, Inc. QEMU PCIe Root port",
+                          ("1b36", "0000"), None, "pcieport"),
+               FakeDevice("0000:01:00.0", "1000", "0079", "010400", "RAID bus controller: Broadcom / LSI MegaRAID "
+                          "SAS 2108 [Liberator]", ("1000", "9261"), None, "megaraid_sas", "0000:00:07.0",
+                          ("megaraid_sas",))]
+    files = {**host.files, "/etc/initramfs-tools/modules": "# root disk controller\nmegaraid_sas\next4\n"}
+    return replace(host, devices=devices, files=files, mounts="/dev/sda1 / ext4 rw,relatime 0 0\n",
+                   disks={"sda": "0000:00:06.0"}, hide_live="", cmdline="root=/dev/sda1 ro console=hvc0")
+
+
 SCENARIOS: dict[str, Callable[[], FakeHost]] = {
     f().name: f
     for f in (
         node03_broken_mpt2sas_alias, node03_fixed, node03_stale_initramfs, node03_initramfs_lacks_blacklist,
         node03_hide_typo, node03_plain_line_first, node03_attached_to_domu, alpine_busybox_lspci,
         debian12_kmod_compliant, debian12_modules_args_ignored, node03_nonroot_blacklist_unreadable,
-        ordinary_vm_not_dom0,
+        ordinary_vm_not_dom0, debian12_root_on_shared_driver,
     )
 }

@@ -77,7 +77,7 @@ for d in /etc/modprobe.d /run/modprobe.d /lib/modprobe.d /usr/lib/modprobe.d /et
          /etc/xen/auto /etc/initramfs-tools/conf.d /boot; do
   if [ -d "$d" ] && { [ ! -r "$d" ] || [ ! -x "$d" ]; }; then fact unreadable "$d/"; unreadable=1; fi
 done
-for f in /etc/os-release /proc/cmdline /proc/modules /proc/mounts /etc/modules /etc/modprobe.conf \
+for f in /etc/os-release /proc/cmdline /proc/modules /proc/mounts /proc/swaps /etc/modules /etc/modprobe.conf \
          /proc/xen/capabilities /sys/hypervisor/type \
          /etc/conf.d/xen-pci /etc/initramfs-tools/modules /etc/initramfs-tools/initramfs.conf \
          /etc/mkinitfs/mkinitfs.conf /etc/dracut.conf /etc/default/grub /etc/update-extlinux.conf \
@@ -136,9 +136,14 @@ for d in /sys/bus/pci/devices/*; do
   # modules.alias spells ids in upper case, as the modalias does: match on its prefixes.
   [ -n "$modalias" ] && aliases="$aliases|${modalias%%sv*}|${modalias%%d*}d\\*"
 done
+# Block devices: the PCI device each disk hangs off, its partitions, and the disks under device-mapper
+# and md devices, so a mount or swap can be traced to the controller it needs (never hide that one).
 for d in /sys/block/*; do
-  [ -e "$d/device" ] || continue
-  resolve "$d/device"; fact block "${d##*/}|$r"
+  [ -e "$d" ] || continue
+  if [ -e "$d/device" ]; then resolve "$d/device"; fact block "${d##*/}|$r"; fi
+  for p in "$d/${d##*/}"*; do if [ -e "$p/partition" ]; then fact partition "${d##*/}|${p##*/}"; fi; done
+  for s in "$d"/slaves/*; do if [ -e "$s" ]; then fact slave "${d##*/}|${s##*/}"; fi; done
+  if [ -r "$d/dm/name" ]; then read -r n < "$d/dm/name"; fact dmname "${d##*/}|$n"; fi
 done
 
 # pciback: driver, slots, live parameters; "builtin" when the module has no initstate.

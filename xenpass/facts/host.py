@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,6 +21,7 @@ from xenpass.parse.modules_alias import (
     resolve_alias,
 )
 from xenpass.parse.modules_load import ModuleLoadLine, parse_modules_load
+from xenpass.parse.mounts import Use, parse_mounts, parse_swaps
 from xenpass.parse.os_release import parse_os_release
 from xenpass.parse.xl import (
     AssignableEntry,
@@ -450,6 +452,50 @@ class HostFacts:
                 )
             return Image(path, stat.mtime if stat else None, stat.size if stat else None, content)
         return None
+
+
+    # -- storage: what a device holds up ----------------------------------------------------
+    def pairs(self, flag: str) -> list[tuple[str, str]]:
+        return [tuple(v.split("|", 1)) for v in self.raw.flag_values(flag) if "|" in v]  # type: ignore[misc]
+
+    @cached_property
+    def traced_storage(self) -> list[tuple[Use, frozenset[str]]]:
+        """Every mount and swap on a device node, with the disks (that hang off PCI) it sits on."""
+        uses = parse_mounts(self.raw.file("/proc/mounts") or "") + parse_swaps(self.raw.file("/proc/swaps") or "")
+        return [(use, frozenset(self.disks_under(self.block_name(use.source)))) for use in uses]
+
+    def block_name(self, source: str) -> str:
+        """`/dev/sda1` -> `sda1`; `/dev/mapper/vg-root` -> `dm-0` (by its device-mapper name)."""
+        if source.startswith("/dev/mapper/"):
+            name = source.removeprefix("/dev/mapper/")
+            return next((dev for dev, dm in self.pairs("dmname") if dm == name), name)
+        return source.removeprefix("/dev/")
+
+    def disks_under(self, name: str, depth: int = 0) -> set[str]:
+        """The PCI-attached disks a block device sits on: itself, its partition's disk, or every disk under a
+        device-mapper or md device. Empty when it cannot be traced."""
+        if depth > 8:
+            return set()
+        if name in self.raw.block:
+            return {name}
+        parent = next((disk for disk, part in self.pairs("partition") if part == name), None)
+        if parent:
+            return self.disks_under(parent, depth + 1)
+        slaves = [slave for dev, slave in self.pairs("slave") if dev == name]
+        if slaves:
+            return set().union(*(self.disks_under(s, depth + 1) for s in slaves))
+        # snapshots from before partitions were collected: sda1 -> sda, nvme0n1p2 -> nvme0n1
+        return {d for d in self.raw.block if name.startswith(d) and re.fullmatch(r"p?\d+", name[len(d):])}
+
+    def storage_behind(self, bdf: Bdf) -> list[str]:
+        """Mounts and swap whose disk hangs off `bdf` or off a device behind it (`bdf` a bridge)."""
+        return [str(use) for use, disks in self.traced_storage
+                if any(f"/{bdf}/" in self.raw.block[d] + "/" for d in disks)]
+
+    @property
+    def untraced_storage(self) -> list[str]:
+        """Mounts and swap on device nodes whose disk could not be found (e.g. /dev/root)."""
+        return [str(use) for use, disks in self.traced_storage if not disks]
 
 
 def xen_pci_devices(facts: HostFacts) -> list[Bdf]:

@@ -10,6 +10,7 @@ from xenpass.facts.host import HostFacts
 from xenpass.facts.raw import FileFact
 from xenpass.fix import domu_config, driver_pciback, hide_entry, initramfs_current, native_driver_blacklisted
 from xenpass.fix.base import Command, FileEdit, Part, Plan, Step
+from xenpass.fix.boot_safety import storage_refusal
 from xenpass.parse.bdf import Bdf
 from xenpass.rules.base import Context, Status
 
@@ -32,6 +33,11 @@ def plan_device(facts: HostFacts, bdf: Bdf, ctx: Context, only: set[str] | None 
     current = facts
     if facts.not_dom0_reason or facts.absent_reason(bdf):  # nothing on this host is that device's to change
         return Plan(facts.name, bdf)
+    failing = [r for r, v in evaluate(facts, bdf, ctx).items() if v.status is Status.FAIL and r in PLANNERS
+               and (only is None or r in only)]
+    refused = [r for r in (storage_refusal(facts, bdf, rule) for rule in failing) if r is not None]
+    if refused:  # boot safety first: nothing at all is planned for a device dom0's storage needs
+        return Plan(facts.name, bdf, refusals=tuple(refused), rules=tuple(failing))
     for rule, planner in PLANNERS.items():
         if only is not None and rule not in only:
             continue

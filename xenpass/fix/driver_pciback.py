@@ -8,21 +8,13 @@ from xenpass.parse.bdf import Bdf
 from xenpass.rules.base import Context
 
 
-def mounted_through(facts: HostFacts, bdf: Bdf) -> list[str]:
-    """Mounted block devices that hang off this PCI device (its driver holds a filesystem)."""
-    mounts = facts.raw.file("/proc/mounts") or ""
-    mounted = {line.split()[0].removeprefix("/dev/") for line in mounts.splitlines() if line.split()}
-    disks = [dev for dev, path in facts.raw.block.items() if f"/{bdf}/" in path + "/"]
-    return [m for m in mounted for disk in disks if m.startswith(disk)]
-
-
 def plan_for(rule: str):
     def plan(facts: HostFacts, bdf: Bdf, ctx: Context) -> Part:
         part = Part()
         if bdf not in facts.pci:
             part.notes.append(f"{bdf} is not on this host: nothing to bind")
             return part
-        busy = mounted_through(facts, bdf)
+        busy = facts.storage_behind(bdf)  # plan_device refuses these; kept for a direct call
         if busy:
             part.notes.append(f"{bdf} holds mounted filesystems ({', '.join(busy)}): not rebinding it live")
             part.reboot_required = True

@@ -92,6 +92,15 @@ def modules_file_edits(facts: HostFacts) -> list[FileEdit]:
     initramfs_list = facts.raw.file("/etc/initramfs-tools/modules")
     if facts.distro == "debian" and not any(is_pciback(ln.module) for ln in facts.initramfs_modules):
         edits.append(FileEdit(RULE, "/etc/initramfs-tools/modules", initramfs_list,
-                              append_line(initramfs_list, "xen-pciback"),
-                              "load xen-pciback inside the initramfs, before the real root is mounted"))
+                              first_module_line(initramfs_list, facts.initramfs_modules, "xen-pciback"),
+                              "load xen-pciback inside the initramfs first, before any driver it must beat"))
     return edits
+
+
+def first_module_line(text: str | None, lines: list, module: str) -> str:
+    """`module` as the first module the file loads (after its leading comments); other lines stay as they are."""
+    if not lines or text is None:
+        return append_line(text, module)
+    first = min(ln.lineno for ln in lines)
+    head = text.splitlines(keepends=True)
+    return "".join(head[: first - 1]) + module + "\n" + "".join(head[first - 1 :])

@@ -25,14 +25,14 @@ def plan(facts: HostFacts, bdf: Bdf, ctx: Context) -> Part:
                                          "hide the device on the kernel command line with a kernel that has "
                                          "xen-pciback built in, or use a kernel with the driver as a module"))
             continue
-        part.steps += unload_by_name_edits(facts, module)
         users = other_users(facts, bdf, module)
-        if users:
+        if users:  # never take the module away (nor out of the initramfs): order xen-pciback ahead of it
             refusal, line = safer_alternative(facts, module, users)
             part.refusals.append(refusal)
             if line:
                 new_conf = append_line(new_conf, line)
             continue
+        part.steps += unload_by_name_edits(facts, module)
         new_conf = append_line(new_conf, f"blacklist {module}")
     if new_conf != conf:
         part.steps.append(FileEdit(RULE, CONF, conf, new_conf, why(facts, bdf)))

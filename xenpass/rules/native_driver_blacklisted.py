@@ -35,6 +35,15 @@ def prevention(facts: HostFacts, module: str) -> tuple[bool, str]:
     kmod = facts.modprobe_impl == "kmod"
     if module in facts.builtin_modules:
         return False, f"{module} is built into kernel {facts.kernel}: no blacklist can stop it"
+    # kmod applies softdep and install to every load, by alias or by name: checked before loads by name
+    for d in facts.directives("install", module) + facts.directives("softdep", module):
+        if not kmod:
+            continue
+        preloads = PCIBACK in normalize_module(d.args)
+        if d.keyword == "softdep" and preloads and "pre:" in d.args:
+            return True, f"xen-pciback is loaded before {module} by `{d.raw.strip()}` ({where(d.source, d.lineno)})"
+        if d.keyword == "install" and (preloads or "--ignore-install" not in d.args):
+            return True, f"{module} is replaced by `{d.raw.strip()}` ({where(d.source, d.lineno)})"
     explicit = [ln for ln in facts.module_load_lines + facts.initramfs_modules if normalize_module(ln.module) == module]
     if explicit:
         at = where(explicit[0].source, explicit[0].lineno)
@@ -45,14 +54,6 @@ def prevention(facts: HostFacts, module: str) -> tuple[bool, str]:
     for name, value in facts.cmdline:
         if kmod and name == "modprobe.blacklist" and module in [normalize_module(m) for m in (value or "").split(",")]:
             return True, f"{module} is blacklisted by modprobe.blacklist= on the kernel command line"
-    for d in facts.directives("install", module) + facts.directives("softdep", module):
-        if not kmod:
-            continue
-        preloads = PCIBACK in normalize_module(d.args)
-        if d.keyword == "softdep" and preloads and "pre:" in d.args:
-            return True, f"xen-pciback is loaded before {module} by `{d.raw.strip()}` ({where(d.source, d.lineno)})"
-        if d.keyword == "install" and (preloads or "--ignore-install" not in d.args):
-            return True, f"{module} is replaced by `{d.raw.strip()}` ({where(d.source, d.lineno)})"
     return False, missing_reason(facts, module)
 
 
