@@ -26,6 +26,7 @@ from xenpass.facts.raw import save_snapshot
 from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
 from xenpass.remediate import remediate
+from xenpass.report.fixes import APPLIED, NOTHING, REFUSED, DeviceFix, device_fix, fix_note
 from xenpass.report.results import RunResults
 from xenpass.rules import RULES
 from xenpass.rules.base import Context, Status, Verdict
@@ -71,6 +72,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          f"{COMPACT_ABOVE} tests) keeps them in the compliance JSON only, so huge fleets stay readable")
     group.addoption("--host-timeout", type=float, default=120.0, metavar="SECONDS",
                     help="give up on a host that has not answered after this long (default 120)")
+    group.addoption("--step-timeout", type=float, default=900.0, metavar="SECONDS",
+                    help="with --fix: end a remote step (an edit, an initramfs rebuild) after this long and "
+                         "report it as failed, with its rollback (default 900)")
 
 
 def checks_mode(config: pytest.Config) -> bool:
@@ -109,9 +113,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def check_options(config: pytest.Config) -> None:
     """Every bad option or unwritable output path, as one line, before any host is asked."""
-    timeout = config.getoption("host_timeout")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise UsageProblem(f"--host-timeout: must be a positive number of seconds, not {timeout:g}")
+    for option in ("host_timeout", "step_timeout"):
+        timeout = config.getoption(option)
+        if not (math.isfinite(timeout) and timeout > 0):
+            name = "--" + option.replace("_", "-")
+            raise UsageProblem(f"{name}: must be a positive number of seconds, not {timeout:g}")
     if config.getoption("fix_only") and not config.getoption("fix"):
         raise UsageProblem("--fix-only: only means something with --fix (add --fix, or drop --fix-only)")
     fix_only(config)
@@ -247,7 +253,7 @@ def collected_hosts(config: pytest.Config) -> list[HostResult]:
         record(config, run.hosts)
         if config.getoption("fix"):
             remediate(run, connector(config), fix_only(config), lambda text: say(config, text),
-                      config.getoption("host_timeout"))
+                      config.getoption("host_timeout"), config.getoption("step_timeout"))
     return run.hosts
 
 
@@ -338,19 +344,35 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
     found = verdicts[rule_id]
     run.record(host_name, device, found)
     request.node.stash[VERDICT] = found
+    # after --fix: what the fix did to this device (the plan was made, and applied, before these verdicts)
+    fix = device_fix(run, host_name, device) if request.config.getoption("fix") else None
+    if fix is not None and fix.affects(rule_id):
+        request.node.stash[FIX] = fix
     if not found.status.ok and found.status != Status.BLOCKED:
-        # this rule's steps, and those of the rules it blocks (e.g. the initramfs rebuild after a blacklist)
-        blocked = [r for r, v in verdicts.items() if v.status == Status.BLOCKED and v.reason.startswith(
-            f"blocked by {rule_id}:")]
+        # this rule's steps, and those of the rules it blocks (e.g. the initramfs rebuild after a blacklist);
+        # after --fix also those it blocked before fixing: the plan was made from those verdicts
+        blocked = blocked_by(rule_id, verdicts) + (blocked_by(rule_id, fix.before) if fix is not None else [])
         plan = run.plan(host, device).for_rule(rule_id, *blocked)
         request.node.stash[PLAN] = plan
-        if not plan.empty and not run.compact:
+        if fix is not None:  # what was applied, what failed, what remains: never "apply with --fix" again
+            remaining = None
+            if fix.outcome in (APPLIED, REFUSED, NOTHING) and not run.compact:
+                remaining = run.remaining_plan(host, device).for_rule(rule_id, *blocked_by(rule_id, verdicts))
+            note = fix_note(fix, rule_id, plan, remaining, brief=run.compact)
+            found = replace(found, reason=f"{found.reason}\n\n{note}")
+        elif not plan.empty and not run.compact:
             found = replace(found, reason=f"{found.reason}\n\nfix plan (apply with --fix):\n{plan.render()}")
     return found
 
 
+def blocked_by(rule_id: str, verdicts: dict[str, Verdict]) -> list[str]:
+    return [r for r, v in verdicts.items() if v.status == Status.BLOCKED and v.reason.startswith(
+        f"blocked by {rule_id}:")]
+
+
 VERDICT = pytest.StashKey[Verdict]()
 PLAN = pytest.StashKey[Plan]()
+FIX = pytest.StashKey[DeviceFix]()
 
 
 def assert_verdict(found: Verdict) -> None:
@@ -389,7 +411,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         from xenpass.report.html import verdict_extras
 
         try:
-            more = verdict_extras(found, item.stash.get(PLAN, None))
+            more = verdict_extras(found, item.stash.get(PLAN, None), item.stash.get(FIX, None))
         except Exception as exc:  # the test's outcome stands; its evidence is in the JSON
             more = [extras.html(f"<p>xenpass: could not show this test's evidence: {escape(exception_line(exc))}</p>")]
         report.extras = getattr(report, "extras", []) + more
@@ -408,6 +430,15 @@ def pytest_html_results_summary(prefix: list, summary: list, postfix: list, sess
                 prefix.append(session.config.pluginmanager.get_plugin(COMPACT_TABLE).note())
         except Exception as exc:  # the rest of the page (every test) is still written
             prefix.append(f"<p>xenpass: could not render the compliance matrix: {escape(exception_line(exc))}</p>")
+    if run.hosts and session.config.getoption("fix"):
+        from html import escape
+
+        from xenpass.report.html import fix_history_html
+
+        try:  # after the matrix: per host × device, what --fix applied, what failed, how to roll back
+            prefix.append(fix_history_html(run, fixing=True))
+        except Exception as exc:
+            prefix.append(f"<p>xenpass: could not render the fix history: {escape(exception_line(exc))}</p>")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -432,8 +463,27 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         print_matrix(run, terminalreporter)
     except Exception as exc:
         terminalreporter.write_line(f"xenpass: could not print the compliance matrix: {exception_line(exc)}")
+    if getattr(getattr(config, "option", None), "fix", False):
+        try:
+            from xenpass.report.terminal import print_fix_summary
+
+            print_fix_summary(run, terminalreporter)
+        except Exception as exc:
+            terminalreporter.write_line(f"xenpass: could not print the --fix summary: {exception_line(exc)}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """No ssh process of this run outlives it: every master is told to exit, the socket directory goes."""
     CONTROL.close()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A --fix that failed on a host is a failed run, even where every rule passes afterwards."""
+    run = session.config.stash.get(RESULTS, None)
+    if run is None or exitstatus != 0:
+        return
+    from xenpass.remediate import SNAPSHOT_NOTE
+
+    if any(report.failed and report.failed != SNAPSHOT_NOTE for report in run.applied.values()):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -60,7 +60,7 @@ def test_broken_node03_becomes_compliant_and_a_second_run_changes_nothing(node03
     facts, after = judge(host)
     assert set(after.values()) == {"pass"}, after
     assert (root / "etc/modprobe.d/xen-passthrough.conf").read_text() == "blacklist mpt3sas\n"
-    assert list((root / "boot").glob("initramfs-lts.xenpass-*")), "old image kept"
+    assert list((root / "boot").glob(".initramfs-lts.xenpass-*")), "old image kept"
     assert "blacklist mpt3sas" in "".join(facts.boot_image.content.config_files.values())
     snapshot = tree(root)
     second = plan_device(facts, NODE03, Context(("/etc/xen/nas.cfg",)))
@@ -80,7 +80,7 @@ def test_edits_keep_mode_owner_and_leave_a_backup(node03):
     stat = (root / "etc/modules").stat()
     assert (stat.st_mode & 0o777, stat.st_uid, stat.st_gid) == (0o600, 123, 45)
     assert (root / "etc/modules").read_text() == "xen_pciback hide=(0000:01:00.0)\n"
-    backups = list((root / "etc").glob("modules.xenpass-*"))
+    backups = list((root / "etc").glob(".modules.xenpass-*"))
     assert backups and backups[0].read_text() == "xen_pciback\nxen_pciback hide=(01:00.0)\n"
     assert not list((root / "etc").glob(".xenpass.*")), "no temp file left"
 
@@ -92,7 +92,11 @@ def test_a_failing_step_stops_the_rest_and_says_how_to_roll_back(node03):
     report = apply_plan(host, plan_device(facts, NODE03, Context()))
     assert report.failed and "mkinitfs" in report.failed and "no space left" in report.failed
     assert report.applied == ["edit /etc/modprobe.d/xen-passthrough.conf"]
-    assert report.rollback == ["rm /etc/modprobe.d/xen-passthrough.conf"]
+    # the image was backed up before mkinitfs ran: listed, and put back first by the rollback
+    (backup,) = report.backups
+    assert backup.startswith("/boot/.initramfs-lts.xenpass-")
+    assert report.rollback == [f"mv -f -- {backup} /boot/initramfs-lts",
+                               "rm -f -- /etc/modprobe.d/xen-passthrough.conf"]
     device = root / os.readlink(root / "sys/bus/pci/devices/0000:01:00.0").lstrip("/")
     assert os.readlink(device / "driver").endswith("/mpt3sas"), "xl step not run"
 
@@ -136,8 +140,19 @@ def test_fix_from_the_command_line_shows_before_and_after(node03, tmp_path):
     assert rules["native-driver-blacklisted"]["before"] == "fail"
     assert rules["native-driver-blacklisted"]["status"] == "pass"
     assert device["applied"]["failed"] is None
+    page = (tmp_path / "r.html").read_text()  # the report says what was applied and how to undo it
+    assert "Fix history</h2>" in page and "fix applied: 3 of 3 steps" in page
+    assert "<td>native-driver-blacklisted</td><td class='xp-fail'>fail</td><td>→</td><td class='xp-pass'>pass</td>" \
+        in page
+    assert "applied — edit /etc/modprobe.d/xen-passthrough.conf" in page
+    assert device["applied"]["backups"][0].startswith("/boot/.initramfs-lts.xenpass-")
+    rollback = page.index(device["applied"]["rollback"][0])  # every backup and rollback command, in order
+    assert device["applied"]["backups"][0] in page and rollback < page.index(device["applied"]["rollback"][-1])
+    assert "apply with --fix" not in page
+    assert "xenpass --fix, per device:" in done.stdout and "node03 0000:01:00.0: fix applied: 3 of 3" in done.stdout
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env_without_ssh_agent())
     assert again.returncode == 0 and "plan" not in again.stderr
+    assert "xenpass --fix: nothing to fix (1 device checked)" in again.stdout
 
 
 def test_fix_on_a_snapshot_plans_but_cannot_apply(tmp_path):

@@ -33,8 +33,8 @@ class Lab:
             raise RuntimeError(f"in dom0: {script!r} exited {done.returncode}: {done.stderr[-500:]}")
         return done.stdout
 
-    def reboot(self) -> None:
-        lab("reboot")
+    def reboot(self, root_on: str | None = None) -> None:
+        lab("reboot", *(("--root-on", root_on) if root_on else ()))
 
     def check(self, *args: str, name: str = "run") -> tuple[int, dict]:
         """Run the product as a user would; return its exit code and compliance JSON."""

@@ -103,3 +103,35 @@ def test_fix_then_reboot_reaches_compliance_and_a_second_fix_plans_nothing(prist
     assert set(statuses(v).values()) <= {"pass", "skip", "warn"}, statuses(v)
     _, again = pristine.check("--device", "00:05.0", "--fix", name="fix-again")
     assert "plan" not in again["hosts"][0]["devices"][0]
+
+
+# The root disk on the MegaRAID 1078 at 00:06.0, whose driver (megaraid_sas) the initramfs must load to find
+# root; the device to pass through, the MegaRAID 2108 at 01:00.0, has the same driver.
+ROOT_ON_MEGASAS = ("printf 'megaraid_sas\\nsd_mod\\n' >> /etc/initramfs-tools/modules; "
+                   "sed -i 's#^/dev/vda #/dev/sda #' /etc/fstab; update-initramfs -u")
+
+
+def test_root_disk_behind_the_shared_driver_survives_fix_and_reboot(pristine):
+    """Issue 10: --fix for 01:00.0 must not take megaraid_sas from the root disk; the real boot decides."""
+    pristine.sh(ROOT_ON_MEGASAS)
+    pristine.reboot(root_on="megasas")
+    assert pristine.sh("findmnt -no SOURCE /").strip() == "/dev/sda"
+    assert "Kernel driver in use: megaraid_sas" in pristine.sh("lspci -k -s 00:06.0")
+
+    _, refused = pristine.check("--device", "00:06.0", "--fix", name="fix-root-controller")
+    root_controller = refused["hosts"][0]["devices"][0]
+    assert not root_controller.get("plan", {}).get("steps")
+    assert any("holds / (on /dev/sda" in r["reason"] for r in root_controller["plan"]["refusals"])
+
+    _, fixed = pristine.check("--device", "01:00.0", "--fix", name="fix-passthrough")
+    device = fixed["hosts"][0]["devices"][0]
+    assert device["applied"]["failed"] is None, device["applied"]
+    assert "megaraid_sas" in pristine.sh("grep -v '^#' /etc/initramfs-tools/modules")
+    assert "blacklist megaraid_sas" not in pristine.sh("cat /etc/modprobe.d/*.conf")
+
+    pristine.reboot(root_on="megasas")  # the host boots: its root disk kept its driver
+    assert pristine.sh("findmnt -no SOURCE /").strip() == "/dev/sda"
+    assert "Kernel driver in use: megaraid_sas" in pristine.sh("lspci -k -s 00:06.0")
+    assert "Kernel driver in use: pciback" in pristine.sh("lspci -k -s 01:00.0")
+    v = pristine.verdicts("01:00.0")
+    assert set(statuses(v).values()) <= {"pass", "skip", "warn"}, statuses(v)

@@ -11,6 +11,7 @@ import gzip
 import os
 import shutil
 import stat
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +155,29 @@ def install_busybox(root: Path) -> None:
         (root / "dev/null").chmod(0o666)  # mknod's mode went through the umask: a non-root user writes here too
 
 
+def install_gnu_tools(root: Path, tools: tuple[str, ...] = ("cp",), shell: str = "/bin/dash") -> None:
+    """Give a built fake root this machine's `shell` as /bin/sh and its (GNU) `tools`, with their libraries.
+
+    Debian's static busybox runs its own applets before anything on PATH (standalone shell), so a host whose
+    `cp` keeps xattrs and ACLs needs another shell too; every other command stays a busybox applet (linked).
+    """
+    binaries = [Path(shell), *(Path(shutil.which(t) or f"/bin/{t}") for t in tools)]
+    for binary in binaries:
+        libs = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
+        for lib in {w for w in libs.split() if w.startswith("/")}:
+            (root / lib.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(lib).resolve(), root / lib.lstrip("/"))
+    for tool, binary in zip(tools, binaries[1:], strict=True):
+        (root / "bin" / tool).unlink(missing_ok=True)
+        shutil.copy2(binary, root / "bin" / tool)
+    (root / "bin/sh").unlink()
+    shutil.copy2(Path(shell).resolve(), root / "bin/sh")
+    listed = subprocess.run([str(BUSYBOX), "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in listed:  # without busybox's shell, an applet is found on PATH only
+        if not (root / "bin" / applet).exists() and not (root / "bin" / applet).is_symlink():
+            os.symlink("busybox", root / "bin" / applet)
+
+
 def build_sysfs(host: FakeHost, root: Path) -> None:
     sys_pci = root / "sys/bus/pci"
     for dev in host.devices:
@@ -258,16 +282,25 @@ esac
 
 
 # The initramfs tools, as far as the checker can tell: they pack the current modprobe.d into the image.
-# Touch /var/lib/fakehost/fail-initramfs to make them fail (for the applier's stop-on-failure test).
+# Switches (files under /var/lib/fakehost), for the applier's fault tests:
+# - fail-initramfs: fail before writing anything;
+# - hang-initramfs: create initramfs-started, then never return (until killed);
+# - half-initramfs: write the first half of the new image over the old one, then fail (a truncated image).
 INITRAMFS_TOOL = r"""#!/bin/sh
 [ -e /var/lib/fakehost/fail-initramfs ] && { echo "$TOOL: cannot build the image: no space left" >&2; exit 1; }
+[ -e /var/lib/fakehost/hang-initramfs ] && { : > /var/lib/fakehost/initramfs-started; sleep 3600; exit 1; }
 stage=$(mktemp -d)
 mkdir -p "$stage/etc/modprobe.d" "$stage/conf"
 for f in /etc/modprobe.d/*.conf; do [ -f "$f" ] && cp "$f" "$stage/etc/modprobe.d/"; done
 [ -f /etc/initramfs-tools/modules ] && cp /etc/initramfs-tools/modules "$stage/conf/modules"
 echo '#!/bin/sh' > "$stage/init"
-(cd "$stage" && find . | cpio -o -H newc 2>/dev/null) | gzip > "$OUT.new" && mv "$OUT.new" "$OUT"
+(cd "$stage" && find . | cpio -o -H newc 2>/dev/null) | gzip > "$OUT.new" || exit 1
 rm -rf "$stage"
+if [ -e /var/lib/fakehost/half-initramfs ]; then
+  head -c $(( $(wc -c < "$OUT.new") / 2 )) "$OUT.new" > "$OUT"; rm -f "$OUT.new"
+  echo "$TOOL: write error on $OUT: no space left on device" >&2; exit 1
+fi
+mv "$OUT.new" "$OUT"
 echo "==> initramfs: creating $OUT"
 """
 MKINITFS = "#!/bin/sh\nTOOL=mkinitfs\nwhile [ $# -gt 0 ]; do case $1 in -o) OUT=$2; shift 2;; *) shift;; esac; done\n"

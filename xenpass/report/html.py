@@ -10,6 +10,7 @@ from pytest_html import extras
 
 from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
+from xenpass.report.fixes import APPLIED, FAILED, NOT_APPLIED, NOTHING, REFUSED, DeviceFix, fix_history, plural
 from xenpass.report.results import RunResults
 from xenpass.rules.base import Status, Verdict
 from xenpass.targets import HostResult
@@ -21,6 +22,17 @@ STYLE = """<style>
 .xp-pass{background:#d8f5d0}.xp-fail,.xp-error{background:#f9d0d0}.xp-warn{background:#fbefc4}
 .xp-blocked,.xp-skip{background:#e6e6e6}
 .xp-evidence{background:#f6f6f6;border-left:3px solid #999;padding:4px 8px;white-space:pre-wrap;font-size:12px}
+.xp-matrix,.xp-fix{color:#222}
+.xp-fix{border:1px solid #ccc;border-left:5px solid #999;padding:2px 12px 8px;margin:12px 0;max-width:1100px}
+.xp-fix-applied{border-left-color:#3a9a2a}.xp-fix-failed{border-left-color:#c62828}
+.xp-fix-not-applied,.xp-fix-refused{border-left-color:#d9a400}
+.xp-fix h3{margin:8px 0 4px;font-size:15px;color:#000}.xp-fix p,.xp-fix .xp-block{margin:8px 0 2px}
+.xp-outcome{font-weight:normal}.xp-status{padding:0 4px}.xp-changed td{font-weight:bold}
+.xp-step{font-family:monospace;font-size:12px;padding:2px 6px;margin:1px 0;white-space:pre-wrap}
+.xp-step-applied{background:#e6f6e0}.xp-step-FAILED{background:#f9d0d0;font-weight:bold}
+.xp-step-not-run{color:#666}.xp-step-planned{background:#f3f3f3}.xp-step-refused{background:#fbefc4}
+.xp-why{font-family:sans-serif;color:#555}
+.xp-undo{background:#fff8e1;border-left:3px solid #d9a400;padding:4px 8px;white-space:pre-wrap;font-size:12px}
 </style>"""
 
 
@@ -29,15 +41,103 @@ def shown(text: str, quote: bool = False) -> str:
     return escape(visible(text), quote=quote)
 
 
-def verdict_extras(verdict: Verdict, plan: Plan | None = None) -> list:
+def verdict_extras(verdict: Verdict, plan: Plan | None = None, fix: DeviceFix | None = None) -> list:
+    """A test's extras: its verdict and evidence; then its fix plan, or after --fix (`fix`) what the fix did."""
     parts = [f"<p><b>{shown(verdict.rule)}: {verdict.status.value.upper()}</b>"
              f"{' (' + shown(verdict.state) + ')' if verdict.state else ''} — {shown(verdict.reason)}</p>"]
     for item in verdict.evidence:
         parts.append(f"<div><i>{shown(item.source)}</i><pre class='xp-evidence'>{shown(item.text)}</pre></div>")
-    if plan is not None and not plan.empty:
+    if fix is not None:
+        parts.append(fix_extras(fix, verdict.rule))
+    elif plan is not None and not plan.empty:
         parts.append(f"<div><b>Fix plan</b> (apply with <code>--fix</code>)<pre class='xp-evidence'>"
                      f"{shown(plan.render())}</pre></div>")
     return [extras.html("".join(parts))]
+
+
+# -- after --fix ---------------------------------------------------------------------------------------------
+
+def status_span(value: str | None) -> str:
+    return f"<span class='xp-{value} xp-status'>{value}</span>" if value else "<i>not judged</i>"
+
+
+MARKS = {"applied": "✓", "FAILED": "✗", "not run": "–", "planned": "○", "refused": "!"}
+
+
+def fix_steps_html(fix: DeviceFix, why: bool = True) -> str:
+    """The plan's steps with what became of each (applied, FAILED, not run, planned, refused), in order."""
+    rows = []
+    for step in fix.steps():
+        number = f"{step.number}. " if step.number is not None else ""
+        because = f" <span class='xp-why'>— {shown(step.why)}</span>" if why and step.why else ""
+        rows.append(f"<div class='xp-step xp-step-{step.state.replace(' ', '-')}'>{MARKS.get(step.state, '')} "
+                    f"{number}{step.state} — {shown(step.text)}{because}</div>")
+    if fix.plan.reboot_required and fix.outcome == APPLIED:  # a failed or unapplied plan needs its steps first
+        rows.append("<p><b>reboot required</b> for the boot-time configuration to take effect</p>")
+    rows += [f"<p><i>note: {shown(note)}</i></p>" for note in fix.plan.notes]
+    return "".join(rows)
+
+
+def fix_undo_html(fix: DeviceFix) -> str:
+    """Every backup, and the rollback commands in the order to run them (only when something was applied)."""
+    if fix.outcome not in (APPLIED, FAILED):
+        return ""
+    backups = (f"<pre class='xp-evidence'>{shown(chr(10).join(fix.backups))}</pre>" if fix.backups
+               else " <i>none recorded</i>")
+    rollback = (f" — run these, in this order, to undo what was applied:"
+                f"<pre class='xp-undo'>{shown(chr(10).join(fix.rollback))}</pre>" if fix.rollback
+                else " <i>no command recorded: nothing applied has an undo</i>")
+    return f"<div class='xp-block'><b>Backups</b>{backups}</div><div class='xp-block'><b>Rollback</b>{rollback}</div>"
+
+
+def fix_extras(fix: DeviceFix, rule: str) -> str:
+    """In a test's extras after --fix: its rule before → after, and what --fix did to the device."""
+    before = fix.before.get(rule)
+    after = fix.after.get(rule)
+    return (f"<div class='xp-fix xp-fix-{fix.outcome.replace(' ', '-')}'>"
+            f"<p><b>--fix</b> — {shown(rule)}: {status_span(before.status.value if before else None)} → "
+            f"{status_span(after.status.value if after else None)}</p>"
+            f"<p><b>{shown(fix.host)} {shown(str(fix.bdf))}: {shown(fix.headline())}</b></p>"
+            f"{fix_steps_html(fix)}{fix_undo_html(fix)}</div>")
+
+
+def fix_history_html(run: RunResults, fixing: bool | None = None, compact: bool | None = None) -> str:
+    """The "Fix history" section after the matrix: one entry per host × device that had a plan."""
+    history = fix_history(run)
+    if not (history if fixing is None else fixing):
+        return ""
+    compact = run.compact if compact is None else compact
+    planned = [f for f in history if f.outcome != NOTHING]
+    nothing = [f for f in history if f.outcome == NOTHING]
+    if not planned:
+        checked = f" ({len(history)} device{plural(len(history))} checked)" if history else ""
+        return f"{STYLE}<h2 id='xp-fix-history'>Fix history</h2><p>--fix: nothing to fix{checked}.</p>"
+    counts = Counter(f.outcome for f in planned)
+    tally = f"{len(planned)} device{plural(len(planned))} had a fix plan — " + " · ".join(
+        f"{outcome}: {counts[outcome]}" for outcome in (APPLIED, FAILED, NOT_APPLIED, REFUSED) if counts[outcome])
+    if nothing:
+        tally += f"; nothing to fix on {len(nothing)} other device{plural(len(nothing))}"
+    entries = [fix_entry_html(fix, compact) for fix in planned]
+    rest = (f"<p>nothing to fix: {shown(', '.join(f'{f.host} {f.bdf}' for f in nothing))}</p>" if nothing else "")
+    return f"{STYLE}<h2 id='xp-fix-history'>Fix history</h2><p>{tally}.</p>{''.join(entries)}{rest}"
+
+
+def fix_entry_html(fix: DeviceFix, compact: bool) -> str:
+    changed = " class='xp-changed'"
+    changes = "".join(f"<tr{'' if b == a else changed}><td>{shown(rule)}</td>"
+                      f"<td class='xp-{b}'>{b or '—'}</td><td>→</td><td class='xp-{a}'>{a or '—'}</td></tr>"
+                      for rule, b, a in fix.changes())
+    after = "now (nothing applied)" if fix.outcome in (NOT_APPLIED, REFUSED) else "after --fix"
+    table = (f"<table class='xp-matrix'><tr><th>rule</th><th>before --fix</th><th></th><th>{after}</th></tr>"
+             f"{changes}</table>")
+    plan = ""
+    if not compact:  # the plan itself, with its diffs: open where it is all there is (a snapshot)
+        opened = " open" if fix.outcome == NOT_APPLIED else ""
+        plan = (f"<details{opened}><summary>the plan{' (not applied)' if opened else ''}, with its diffs</summary>"
+                f"<pre class='xp-evidence'>{shown(fix.plan.render())}</pre></details>")
+    return (f"<div class='xp-fix xp-fix-{fix.outcome.replace(' ', '-')}'>"
+            f"<h3>{shown(fix.host)} · {shown(str(fix.bdf))} — <span class='xp-outcome'>{shown(fix.headline())}"
+            f"</span></h3>{table}<p><b>Steps</b></p>{fix_steps_html(fix, why=compact)}{fix_undo_html(fix)}{plan}</div>")
 
 
 class CompactTable:

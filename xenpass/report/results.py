@@ -12,6 +12,7 @@ from typing import Any
 from xenpass.fix.apply import ApplyReport
 from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
+from xenpass.report.fixes import device_fix, fix_json
 from xenpass.rules import RULES
 from xenpass.rules.base import Context, Verdict
 from xenpass.targets import HostResult, Target
@@ -29,6 +30,7 @@ class RunResults:
     plans: dict[tuple[str, Bdf], Plan] = field(default_factory=dict)
     before: dict[tuple[str, Bdf], dict[str, Verdict]] = field(default_factory=dict)
     applied: dict[tuple[str, Bdf], ApplyReport] = field(default_factory=dict)
+    remaining: dict[tuple[str, Bdf], Plan] = field(default_factory=dict)  # after --fix: planned from the new facts
 
     def host(self, name: str) -> HostResult:
         return next(h for h in self.hosts or [] if h.name == name)
@@ -48,6 +50,16 @@ class RunResults:
             assert host.facts is not None
             self.plans[key] = plan_device(host.facts, bdf, Context(host.target.domus))
         return self.plans[key]
+
+    def remaining_plan(self, host: HostResult, bdf: Bdf) -> Plan:
+        """After --fix: what a plan made from the facts collected after applying would still do."""
+        key = (host.name, bdf)
+        if key not in self.remaining:
+            from xenpass.fix import plan_device
+
+            assert host.facts is not None
+            self.remaining[key] = plan_device(host.facts, bdf, Context(host.target.domus))
+        return self.remaining[key]
 
     def record(self, host: str, bdf: Bdf, verdict: Verdict) -> None:
         self.reported.setdefault(host, {}).setdefault(bdf, {})[verdict.rule] = verdict
@@ -133,5 +145,11 @@ def device_json(run: RunResults, host: str, bdf: Bdf, verdicts: dict[str, Verdic
     if plan is not None and not plan.empty:
         out["plan"] = plan.to_json()
     if key in run.applied:
-        out["applied"] = run.applied[key].to_json()
+        report = run.applied[key]
+        # the whole report, whatever its to_json carries: steps run, the failed one, backups, rollback in order
+        out["applied"] = {"applied": report.applied, "failed": report.failed, "backups": report.backups,
+                          "rollback": report.rollback, **report.to_json()}
+    fix = device_fix(run, host, bdf)
+    if fix is not None:
+        out["fix_result"] = fix_json(fix)
     return out
