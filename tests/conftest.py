@@ -24,3 +24,17 @@ def fixture_names() -> list[str]:
 @pytest.fixture
 def fixture_facts():
     return load_fixture
+
+
+@pytest.fixture(scope="module")
+def served_node03(tmp_path_factory):
+    """The seed's broken node03 as a fake root behind a real sshd: (root directory, runner to it)."""
+    from tests.support.fakehost import build
+    from tests.support.scenarios import SCENARIOS
+    from tests.support.sshd import Sshd
+    from xenpass.transport import connect
+
+    base = tmp_path_factory.mktemp("node03")
+    root = build(SCENARIOS["node03-broken-mpt2sas-alias"](), base / "root")
+    with Sshd(base / "sshd", root, name="node03") as server:
+        yield root, connect("ssh://node03", ssh_config=str(server.ssh_config))

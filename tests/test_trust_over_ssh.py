@@ -173,18 +173,10 @@ def test_fix_keeps_the_nul_byte_and_does_not_refuse_falsely(odd_bytes_host, tmp_
     assert (root / "etc/modules").read_bytes().startswith(b"# site note \x00 kept\n")
 
 
-@pytest.fixture(scope="module")
-def fuzz_host(tmp_path_factory):
-    base = tmp_path_factory.mktemp("fuzz")
-    root = build(SCENARIOS["node03-broken-mpt2sas-alias"](), base / "root")
-    with Sshd(base / "sshd", root, name="node03") as server:
-        yield root, connect("ssh://node03", ssh_config=str(server.ssh_config))
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(modules=st.binary(max_size=200), conf=st.binary(max_size=200))
-def test_any_bytes_in_host_files_arrive_exactly_and_never_stop_a_verdict(fuzz_host, modules, conf):
-    root, runner = fuzz_host
+def test_any_bytes_in_host_files_arrive_exactly_and_never_stop_a_verdict(served_node03, modules, conf):
+    root, runner = served_node03
     (root / "etc/modules").write_bytes(modules)
     (root / "etc/modprobe.d/fuzz.conf").write_bytes(conf)
     facts = HostFacts(collect(runner, "node03"))
@@ -235,9 +227,9 @@ PATH_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters
 @example(name=" spaced\tname ")
 @example(name="\\")
 @example(name="[n][a]?")  # found by hypothesis: the collector globbed the names it was given
-def test_domu_paths_reach_the_host_as_data(fuzz_host, name):
+def test_domu_paths_reach_the_host_as_data(served_node03, name):
     """A path given on the command line is data on the host: it is read exactly, and nothing in it runs."""
-    root, runner = fuzz_host
+    root, runner = served_node03
     path = f"/etc/xen/{name}.cfg"
     target = root / path.lstrip("/")
     target.parent.mkdir(parents=True, exist_ok=True)  # the explicit examples hold slashes

@@ -14,6 +14,7 @@ from xenpass.engine import evaluate
 from xenpass.facts.host import HostFacts
 from xenpass.fix import plan_device
 from xenpass.fix.apply import CONNECTION, ERROR, TIMEOUT, ApplyReport, apply_plan
+from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
 from xenpass.report.results import RunResults
 from xenpass.rules import RULES
@@ -83,3 +84,4 @@ def unjudged(run: RunResults, host: HostResult, devices: list[Bdf], reason: str)
     """Every rule of these devices is `error` with `reason`: the facts at hand no longer say what the host is."""
     for bdf in devices:
         run.evaluated[(host.name, bdf)] = {rule: Verdict(rule, Status.ERROR, reason) for rule in RULES}
+        run.remaining[(host.name, bdf)] = Plan(host.name, bdf)  # the facts at hand are from before the fix

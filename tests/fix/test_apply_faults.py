@@ -248,14 +248,6 @@ def test_remediate_never_raises_and_every_host_gets_a_report():
 # 2. Any path text is data on the host: the edit lands exactly there, and nothing in it runs.
 
 
-@pytest.fixture(scope="module")
-def quoting_host(tmp_path_factory):
-    base = tmp_path_factory.mktemp("quoting")
-    root = build(SCENARIOS["node03-broken-mpt2sas-alias"](), base / "root")
-    with Sshd(base / "sshd", root, name="node03") as server:
-        yield root, connect("ssh://node03", ssh_config=str(server.ssh_config))
-
-
 UNDECODABLE = st.sampled_from([chr(c) for c in range(0xDC80, 0xDD00)])  # a byte 0x80-0xff that is not UTF-8
 NAME = st.lists(st.one_of(st.characters(exclude_categories=("Cs",), exclude_characters="\x00/"), UNDECODABLE),
                 min_size=1, max_size=24).map("".join).filter(lambda n: n not in (".", "..", "ab"))
@@ -273,13 +265,13 @@ def files_under(top: bytes) -> list[bytes]:
 @example(name="-rf [a]? *")  # an option to rm/mv/cp, and globs (`[a]?` matches the decoy `ab`)
 @example(name=" spaced\tname \nnext line\n")  # blanks, newlines, one at the end (what $(...) strips)
 @example(name="caf\udce9 \udcc3\udca9")  # bytes that are not UTF-8 (0xe9), and a pair that is (é)
-def test_any_path_text_reaches_the_host_as_data(quoting_host, name):
+def test_any_path_text_reaches_the_host_as_data(served_node03, name):
     """Before: a single quote in a path was `sh: syntax error`, and with the content guard's error branch taken
     a path holding `$(...)` ran it on the host as root (the path sat unquoted inside `echo '…'`).
 
     One plan per example: edit the file at that path, create one beside it, then an edit whose content guard
     fails (the path is in its message); then the report's rollback is run."""
-    root, runner = quoting_host
+    root, runner = served_node03
     where = root / "etc/xp"
     shutil.rmtree(where, ignore_errors=True)
     where.mkdir()
@@ -311,8 +303,8 @@ def test_any_path_text_reaches_the_host_as_data(quoting_host, name):
     assert not (root / "pwned").exists()
 
 
-def test_a_file_that_appeared_is_not_overwritten(quoting_host):
-    root, runner = quoting_host
+def test_a_file_that_appeared_is_not_overwritten(served_node03):
+    root, runner = served_node03
     path = root / "etc/xp-appeared"
     path.write_bytes(b"someone else's\n")
     report = apply_plan(runner, plan_of(FileEdit("t", "/etc/xp-appeared", None, AFTER, "t")), 30)

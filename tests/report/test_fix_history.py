@@ -12,6 +12,7 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+from tests.support.reporter import Reporter
 from xenpass.fix.apply import ApplyReport
 from xenpass.fix.base import Command, FileEdit, Plan, Refusal
 from xenpass.parse.bdf import parse_bdf
@@ -64,19 +65,6 @@ class Text(HTMLParser):
     @property
     def text(self) -> str:
         return " ".join(" ".join(self.data).split())  # whitespace as a reader sees it
-
-
-class Reporter:
-    isatty = False
-
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, text: str) -> None:
-        self.text += text
-
-    def write_line(self, text: str) -> None:
-        self.text += text + "\n"
 
 
 def fixed_run(name: str, plan_steps: tuple, report: ApplyReport | None, before: dict[str, str],

@@ -22,6 +22,7 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.support.reporter import Reporter
 from xenpass.facts.raw import load_snapshot
 from xenpass.parse.bdf import parse_bdf
 from xenpass.plugin import RESULTS, pytest_terminal_summary
@@ -58,17 +59,6 @@ host_names = st.lists(st.one_of(st.characters(), st.sampled_from(FRAGMENTS)), ma
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-
-class Reporter:
-    """The part of pytest's terminalreporter that print_matrix uses."""
-
-    def __init__(self, isatty: bool = False) -> None:
-        self.isatty = isatty
-        self.text = ""
-
-    def write(self, text: str) -> None:
-        self.text += text
-
 
 class Markup(HTMLParser):
     """The tags, attributes and text a browser would see in an HTML fragment."""

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
+from tests.support.reporter import Reporter
 from xenpass.report.results import RunResults
 from xenpass.report.terminal import print_matrix
 from xenpass.targets import HostResult, Target
-
-
-class Reporter:
-    isatty = False
-
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, text: str) -> None:
-        self.text += text
 
 
 def test_host_error_with_brackets_is_printed_verbatim():

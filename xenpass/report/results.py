@@ -43,23 +43,11 @@ class RunResults:
 
     def plan(self, host: HostResult, bdf: Bdf) -> Plan:
         """The fix plan for a device (computed once; --fix computes it before applying)."""
-        key = (host.name, bdf)
-        if key not in self.plans:
-            from xenpass.fix import plan_device
-
-            assert host.facts is not None
-            self.plans[key] = plan_device(host.facts, bdf, Context(host.target.domus))
-        return self.plans[key]
+        return planned(self.plans, host, bdf)
 
     def remaining_plan(self, host: HostResult, bdf: Bdf) -> Plan:
         """After --fix: what a plan made from the facts collected after applying would still do."""
-        key = (host.name, bdf)
-        if key not in self.remaining:
-            from xenpass.fix import plan_device
-
-            assert host.facts is not None
-            self.remaining[key] = plan_device(host.facts, bdf, Context(host.target.domus))
-        return self.remaining[key]
+        return planned(self.remaining, host, bdf)
 
     def record(self, host: str, bdf: Bdf, verdict: Verdict) -> None:
         self.reported.setdefault(host, {}).setdefault(bdf, {})[verdict.rule] = verdict
@@ -112,6 +100,17 @@ def shown(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [shown(v) for v in value]
     return value
+
+
+def planned(cache: dict[tuple[str, Bdf], Plan], host: HostResult, bdf: Bdf) -> Plan:
+    """The plan for a device from the host's current facts, made once per cache."""
+    key = (host.name, bdf)
+    if key not in cache:
+        from xenpass.fix import plan_device
+
+        assert host.facts is not None
+        cache[key] = plan_device(host.facts, bdf, Context(host.target.domus))
+    return cache[key]
 
 
 def host_json(host: HostResult, devices: dict[Bdf, dict[str, Verdict]], run: RunResults) -> dict:
