@@ -23,6 +23,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,9 +135,10 @@ class ControlDir:
             masters, self.masters = dict(self.masters), {}
         if path is None:
             return
-        for socket_path, (options, destination) in masters.items():
-            if os.path.exists(socket_path):
-                stop_master(options, destination)
+        running = [(options, destination) for path, (options, destination) in masters.items() if os.path.exists(path)]
+        if running:  # at once: a fleet's masters should not add a second per host to the end of the run
+            with ThreadPoolExecutor(max_workers=min(32, len(running))) as pool:
+                list(pool.map(lambda master: stop_master(*master), running))
         for leftover in path.iterdir() if path.exists() else ():
             leftover.unlink(missing_ok=True)
         path.rmdir() if path.exists() else None

@@ -106,8 +106,11 @@ def test_fix_then_reboot_reaches_compliance_and_a_second_fix_plans_nothing(prist
 
 
 # The root disk on the MegaRAID 1078 at 00:06.0, whose driver (megaraid_sas) the initramfs must load to find
-# root; the device to pass through, the MegaRAID 2108 at 01:00.0, has the same driver.
-ROOT_ON_MEGASAS = ("printf 'megaraid_sas\\nsd_mod\\n' >> /etc/initramfs-tools/modules; "
+# root; the device to pass through, the MegaRAID 2108 at 01:00.0, has the same driver. The lab's hook that
+# puts the SAS drivers into every image goes: as on a MODULES=list host, megaraid_sas is in the image only
+# because /etc/initramfs-tools/modules names it, so a plan that took it out of that list would lose root.
+ROOT_ON_MEGASAS = ("rm /etc/initramfs-tools/hooks/lab-sas-drivers; "
+                   "printf 'megaraid_sas\\nsd_mod\\n' >> /etc/initramfs-tools/modules; "
                    "sed -i 's#^/dev/vda #/dev/sda #' /etc/fstab; update-initramfs -u")
 
 
@@ -117,6 +120,9 @@ def test_root_disk_behind_the_shared_driver_survives_fix_and_reboot(pristine):
     pristine.reboot(root_on="megasas")
     assert pristine.sh("findmnt -no SOURCE /").strip() == "/dev/sda"
     assert "Kernel driver in use: megaraid_sas" in pristine.sh("lspci -k -s 00:06.0")
+    image = f"/boot/initrd.img-{pristine.sh('uname -r').strip()}"
+    assert "megaraid_sas.ko" in pristine.sh(f"lsinitramfs {image}")  # there by the list alone
+    assert "mptsas.ko" not in pristine.sh(f"lsinitramfs {image}")  # (the hook is gone)
 
     _, refused = pristine.check("--device", "00:06.0", "--fix", name="fix-root-controller")
     root_controller = refused["hosts"][0]["devices"][0]
@@ -127,6 +133,7 @@ def test_root_disk_behind_the_shared_driver_survives_fix_and_reboot(pristine):
     device = fixed["hosts"][0]["devices"][0]
     assert device["applied"]["failed"] is None, device["applied"]
     assert "megaraid_sas" in pristine.sh("grep -v '^#' /etc/initramfs-tools/modules")
+    assert "megaraid_sas.ko" in pristine.sh(f"lsinitramfs {image}")
     assert "blacklist megaraid_sas" not in pristine.sh("cat /etc/modprobe.d/*.conf")
 
     pristine.reboot(root_on="megasas")  # the host boots: its root disk kept its driver
