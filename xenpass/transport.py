@@ -212,8 +212,10 @@ class SshRunner:
         argv = shlex.split(line % tuple(shlex.quote(a) for a in args))
         socket_path = self.control.socket_for(self.identity)
         check_socket(socket_path)
-        # ControlPath before the destination; `%` is ssh's own escape character: double it.
-        argv[-2:-2] = ["-o", f"ControlPath={socket_path.replace('%', '%%')}"]
+        # Ours first: ssh keeps the first value of an option, so a ControlPath in the user's extra args
+        # (ansible's ssh_args) cannot make two targets share a master. `%` is ssh's escape: doubled.
+        first = argv.index("ssh") + 1 if "ssh" in argv else 1
+        argv[first:first] = ["-o", f"ControlPath={socket_path.replace('%', '%%')}", "-o", "ControlMaster=auto"]
         self.control.masters.setdefault(socket_path, (argv[:-2], argv[-2]))
         return argv
 
