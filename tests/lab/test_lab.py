@@ -3,8 +3,6 @@ where the truth depends on boot order, then judged by the product exactly as a u
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 pytestmark = pytest.mark.lab
@@ -116,9 +114,6 @@ ROOT_ON_MEGASAS = ("rm /etc/initramfs-tools/hooks/lab-sas-drivers; "
                    "sed -i 's#^/dev/vda #/dev/sda #' /etc/fstab; update-initramfs -u")
 
 
-@pytest.mark.skipif(os.environ.get("XENPASS_LAB_ROOT_ON_MEGASAS") != "1",
-                    reason="on demand (XENPASS_LAB_ROOT_ON_MEGASAS=1): in a fresh-clone CI run its cold boot "
-                           "stalled at 8.6 s of kernel start-up; it passed twice when run alone")
 def test_root_disk_behind_the_shared_driver_survives_fix_and_reboot(pristine):
     """Issue 10: --fix for 01:00.0 must not take megaraid_sas from the root disk; the real boot decides."""
     pristine.sh(ROOT_ON_MEGASAS)
