@@ -5,6 +5,10 @@ This machine has no `tc netem`, so WAN latency is simulated here. Chunks keep th
 pipelined (each is held for the delay from when it arrived, not after the previous one was sent).
 
     ProxyCommand python3 bench/delay_relay.py 127.0.0.1 2222 25     # 50 ms round trip
+    ProxyCommand python3 bench/delay_relay.py 127.0.0.1 2222 0 /tmp/bytes   # no delay; count the bytes
+
+With a fourth argument, the bytes relayed each way are appended to that file as "up DOWN" when the
+connection ends: what one ssh connection cost on the wire, handshake included.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import threading
 import time
 
 
-def pump(read, write, delay: float) -> None:
+def pump(read, write, delay: float, counted: list[int] | None = None) -> None:
     pending: queue.Queue[tuple[float, bytes]] = queue.Queue()
 
     def reader() -> None:
         while chunk := read(65536):
+            if counted is not None:
+                counted[0] += len(chunk)
             pending.put((time.monotonic() + delay, chunk))
         pending.put((time.monotonic() + delay, b""))
 
@@ -48,10 +54,14 @@ def main() -> None:
         while view:
             view = view[os.write(1, view):]
 
-    up = threading.Thread(target=pump, args=(lambda n: os.read(0, n), sock.sendall, delay), daemon=True)
+    sent, received = [0], [0]
+    up = threading.Thread(target=pump, args=(lambda n: os.read(0, n), sock.sendall, delay, sent), daemon=True)
     up.start()
-    pump(sock.recv, to_stdout, delay)
+    pump(sock.recv, to_stdout, delay, received)
     sock.close()
+    if len(sys.argv) > 4:
+        with open(sys.argv[4], "a") as out:
+            out.write(f"{sent[0]} {received[0]}\n")
 
 
 if __name__ == "__main__":

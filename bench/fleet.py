@@ -27,20 +27,62 @@ class Measure:
     seconds: float
     peak_mb: float
     rc: int
+    peak_processes: int = 0
 
 
-def timed(cmd: list[str], cwd: Path = REPO) -> Measure:
-    """Wall time, and the peak RSS of the command's main process (GNU time's %M)."""
-    stats = Path(tempfile.mktemp(prefix="xenpass-bench-"))
+def process_table() -> dict[int, tuple[int, int, str]]:
+    """pid -> (ppid, RSS kB, command line) from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            rss = next((int(line.split()[1]) for line in (entry / "status").read_text().splitlines()
+                        if line.startswith("VmRSS:")), 0)
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        table[int(entry.name)] = (ppid, rss, cmdline)
+    return table
+
+
+def tree_usage(root: int) -> tuple[int, int]:
+    """RSS kB and process count of `root`, its descendants, and the ssh masters it left (ControlPersist
+    daemonises them away from the tree; they are found by the run's private ControlPath dir)."""
+    table = process_table()
+    members, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _, _) in table.items() if ppid == parent and pid not in members]
+        members.update(children)
+        frontier += children
+    members |= {pid for pid, (_, _, cmd) in table.items() if cmd.startswith("ssh: ") and "/xp-" in cmd}
+    return sum(table[p][1] for p in members if p in table), len(members)
+
+
+def timed(cmd: list[str], cwd: Path = REPO, nofile: int | None = None) -> Measure:
+    """Wall time, and the peak RSS of the command with every process it started (ssh included),
+    sampled every 100 ms; with `nofile`, run under that open-file limit (ulimit -n)."""
+    def limit() -> None:
+        if nofile:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
     start = time.monotonic()
-    done = subprocess.run(["/usr/bin/time", "-o", str(stats), "-f", "%M", *cmd], cwd=cwd, capture_output=True,
-                          text=True, env=env_without_ssh_agent(), timeout=3600)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env_without_ssh_agent(), preexec_fn=limit)
+    peak_kb, peak_procs = 0, 0
+    while proc.poll() is None:
+        kb, procs = tree_usage(proc.pid)
+        peak_kb, peak_procs = max(peak_kb, kb), max(peak_procs, procs)
+        time.sleep(0.1)
+    stdout, stderr = proc.communicate()
     seconds = time.monotonic() - start
-    peak = float(stats.read_text().split()[-1]) / 1024 if stats.exists() else 0.0
-    stats.unlink(missing_ok=True)
-    if done.returncode not in (0, 1):
-        sys.stderr.write(done.stdout[-2000:] + done.stderr[-2000:])
-    return Measure(seconds, peak, done.returncode)
+    if proc.returncode not in (0, 1) or "Too many open files" in stdout + stderr:
+        sys.stderr.write(stdout[-2000:] + stderr[-2000:])
+    return Measure(seconds, peak_kb / 1024, proc.returncode, peak_procs)
 
 
 def forget_connections() -> None:
@@ -57,11 +99,12 @@ def floor(config: Path, names: list[str]) -> Measure:
     return Measure(time.monotonic() - start, 0.0, rc)
 
 
-def product(config: Path, names: list[str], work: Path) -> Measure:
+def product(config: Path, names: list[str], work: Path, nofile: int | None = None) -> Measure:
     forget_connections()
     hosts = ",".join(f"ssh://{n}" for n in names)
     return timed([PY, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider", f"--hosts={hosts}",
-                  f"--ssh-config={config}", f"--compliance-json={work / 'c.json'}", f"--html={work / 'r.html'}"])
+                  f"--ssh-config={config}", f"--compliance-json={work / 'c.json'}", f"--html={work / 'r.html'}",
+                  f"--image-cache={work / 'image-cache'}"], nofile=nofile)
 
 
 def naive(config: Path, names: list[str]) -> Measure:
@@ -85,7 +128,7 @@ def write_config(path: Path, servers: list[Sshd], one_way_ms: float) -> None:
     path.write_text("".join(s.config_block(proxy=relay) for s in servers))
 
 
-def measure(sizes: list[int], rtt_ms: float, work: Path) -> list[dict]:
+def measure(sizes: list[int], rtt_ms: float, work: Path, naive_max: int, nofile: int | None) -> list[dict]:
     servers = start_fleet(work, max(sizes))
     rows = []
     try:
@@ -93,14 +136,22 @@ def measure(sizes: list[int], rtt_ms: float, work: Path) -> list[dict]:
             config = work / f"ssh_config_{n}"
             write_config(config, servers[:n], rtt_ms / 2)
             names = [s.name for s in servers[:n]]
-            f, p, v = floor(config, names), product(config, names, work), naive(config, names)
-            row = {"hosts": n, "rtt_ms": rtt_ms, "product_s": round(p.seconds, 2), "naive_s": round(v.seconds, 2),
-                   "floor_s": round(f.seconds, 2), "product_over_naive": round(p.seconds / v.seconds, 3),
+            f, p = floor(config, names), product(config, names, work, nofile)
+            v = naive(config, names) if n <= naive_max else None
+            report = json.loads((work / "c.json").read_text())
+            hosts = report.get("hosts", [])
+            row = {"hosts": n, "rtt_ms": rtt_ms, "nofile": nofile, "product_s": round(p.seconds, 2),
+                   "naive_s": round(v.seconds, 2) if v else None, "floor_s": round(f.seconds, 2),
+                   "product_over_naive": round(p.seconds / v.seconds, 3) if v else None,
                    "product_over_floor": round(p.seconds / f.seconds, 2), "product_peak_mb": round(p.peak_mb, 1),
-                   "naive_peak_mb": round(v.peak_mb, 1), "product_rc": p.rc, "naive_rc": v.rc,
-                   # of the product's time, how much was collecting (all hosts at once): the rest is pytest
-                   # start-up, rules and reports, which do not grow with the RTT
-                   "product_collect_s": json.loads((work / "c.json").read_text()).get("collect_seconds")}
+                   "product_peak_processes": p.peak_processes,
+                   "naive_peak_mb": round(v.peak_mb, 1) if v else None, "product_rc": p.rc,
+                   "naive_rc": v.rc if v else None,
+                   "hosts_judged": sum(1 for h in hosts if h.get("reachable")),
+                   "bytes_from_host_mean": round(sum(h.get("bytes_received", 0) for h in hosts) / max(1, len(hosts))),
+                   # of the product's time, how much was collecting: the rest is pytest start-up, rules and
+                   # reports, which do not grow with the RTT
+                   "product_collect_s": report.get("collect_seconds")}
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
@@ -111,12 +162,14 @@ def measure(sizes: list[int], rtt_ms: float, work: Path) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| hosts | product s | of which collecting s | naive s | floor s | product/naive | product/floor | "
-            "product peak MB | naive peak MB |\n|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| hosts | judged | product s | of which collecting s | naive s | floor s | product/naive | "
+            "product/floor | product peak MB (with ssh) | peak processes | naive peak MB | bytes/host |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
-        f"| {r['hosts']} | {r['product_s']} | {r.get('product_collect_s')} | {r['naive_s']} | {r['floor_s']} | "
-        f"{r['product_over_naive']} | "
-        f"{r['product_over_floor']} | {r['product_peak_mb']} | {r['naive_peak_mb']} |\n" for r in rows)
+        f"| {r['hosts']} | {r['hosts_judged']} | {r['product_s']} | {r.get('product_collect_s')} | "
+        f"{r['naive_s'] or '—'} | {r['floor_s']} | {r['product_over_naive'] or '—'} | {r['product_over_floor']} | "
+        f"{r['product_peak_mb']} | {r['product_peak_processes']} | {r['naive_peak_mb'] or '—'} | "
+        f"{r['bytes_from_host_mean']} |\n" for r in rows)
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -125,12 +178,11 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = [r["hosts"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for key, label in (("naive_s", "naive testinfra suite"), ("product_s", "xenpass"), ("floor_s", "floor: ssh true")):
-        values = [r[key] for r in rows]
-        ax.plot(sizes, values, marker="o", label=label)
-        for n, value in zip(sizes, values, strict=True):
+        points = [(r["hosts"], r[key]) for r in rows if r[key] is not None]
+        ax.plot([n for n, _ in points], [v for _, v in points], marker="o", label=label)
+        for n, value in points:
             ax.annotate(f"{value:.1f}", (n, value), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel("hosts (real sshd on 127.0.0.1)")
     ax.set_yscale("log")  # the naive suite is ~40x slower: on a linear axis product and floor merge
@@ -144,7 +196,10 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench/run")
-    parser.add_argument("--sizes", default="1,10,50")
+    parser.add_argument("--sizes", default="1,10,50,200")
+    parser.add_argument("--naive-max", type=int, default=10, help="run the naive suite up to this many hosts "
+                        "(it takes ~7 s per host at 50 ms RTT)")
+    parser.add_argument("--nofile", type=int, help="run the product under this open-file limit (ulimit -n)")
     parser.add_argument("--rtt-ms", type=float, default=50.0)
     parser.add_argument("--skip-report-scale", action="store_true")
     args = parser.parse_args()
@@ -153,7 +208,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="xenpass-fleet-") as tmp:
-        rows = measure([int(s) for s in args.sizes.split(",")], args.rtt_ms, Path(tmp))
+        rows = measure([int(s) for s in args.sizes.split(",")], args.rtt_ms, Path(tmp), args.naive_max, args.nofile)
     (OUT / "fleet.json").write_text(json.dumps(rows, indent=1) + "\n")
     (OUT / "fleet.md").write_text(markdown(rows))
     plot(rows, OUT / "fleet.png")

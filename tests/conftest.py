@@ -21,6 +21,16 @@ def fixture_names() -> list[str]:
     return sorted(p.stem for p in FIXTURES.glob("*.json"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_image_cache(tmp_path_factory):
+    """The product's image cache (and every pytest it starts) writes under this run's tmp dir, not ~/.cache."""
+    import os
+
+    os.environ["XENPASS_CACHE_DIR"] = str(tmp_path_factory.mktemp("image-cache"))
+    yield
+    os.environ.pop("XENPASS_CACHE_DIR", None)
+
+
 @pytest.fixture
 def fixture_facts():
     return load_fixture

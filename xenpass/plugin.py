@@ -22,6 +22,7 @@ import pytest
 import testinfra.backend
 
 from xenpass.engine import evaluate
+from xenpass.facts.image_cache import ImageCache, default_directory
 from xenpass.facts.raw import save_snapshot
 from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
@@ -31,6 +32,7 @@ from xenpass.report.results import RunResults
 from xenpass.rules import RULES
 from xenpass.rules.base import Context, Status, Verdict
 from xenpass.targets import (
+    DEFAULT_MAX_HOSTS,
     HostResult,
     Target,
     UsageProblem,
@@ -72,6 +74,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          f"{COMPACT_ABOVE} tests) keeps them in the compliance JSON only, so huge fleets stay readable")
     group.addoption("--host-timeout", type=float, default=120.0, metavar="SECONDS",
                     help="give up on a host that has not answered after this long (default 120)")
+    group.addoption("--max-hosts", type=int, default=DEFAULT_MAX_HOSTS, metavar="N",
+                    help=f"collect at most N hosts at once (default {DEFAULT_MAX_HOSTS}; lowered to what the "
+                         "open-file limit allows)")
+    group.addoption("--image-cache", metavar="DIR|off",
+                    help="where to remember what each host's initramfs holds, by host and image sha256, so an "
+                         "unchanged image is never read or sent again (default $XENPASS_CACHE_DIR, else "
+                         "$XDG_CACHE_HOME/xenpass or ~/.cache/xenpass); off: read it every run")
     group.addoption("--step-timeout", type=float, default=900.0, metavar="SECONDS",
                     help="with --fix: end a remote step (an edit, an initramfs rebuild) after this long and "
                          "report it as failed, with its rollback (default 900)")
@@ -118,6 +127,8 @@ def check_options(config: pytest.Config) -> None:
         if not (math.isfinite(timeout) and timeout > 0):
             name = "--" + option.replace("_", "-")
             raise UsageProblem(f"{name}: must be a positive number of seconds, not {timeout:g}")
+    if config.getoption("max_hosts") < 1:
+        raise UsageProblem(f"--max-hosts: must be at least 1, not {config.getoption('max_hosts')}")
     if config.getoption("fix_only") and not config.getoption("fix"):
         raise UsageProblem("--fix-only: only means something with --fix (add --fix, or drop --fix-only)")
     fix_only(config)
@@ -248,13 +259,22 @@ def collected_hosts(config: pytest.Config) -> list[HostResult]:
             except UsageProblem as exc:
                 raise pytest.UsageError(visible(str(exc), keep_newlines=False)) from None
         start = time.monotonic()
-        run.hosts = gather(run.targets, connector(config), config.getoption("host_timeout"), progress(config))
+        run.image_cache = image_cache(config)
+        run.hosts = gather(run.targets, connector(config), config.getoption("host_timeout"), progress(config),
+                           max_hosts=config.getoption("max_hosts"), cache=run.image_cache)
         run.collect_seconds = time.monotonic() - start
         record(config, run.hosts)
         if config.getoption("fix"):
             remediate(run, connector(config), fix_only(config), lambda text: say(config, text),
                       config.getoption("host_timeout"), config.getoption("step_timeout"))
     return run.hosts
+
+
+def image_cache(config: pytest.Config) -> ImageCache | None:
+    value = config.getoption("image_cache")
+    if value == "off":
+        return None
+    return ImageCache(Path(value) if value else default_directory())
 
 
 def fix_only(config: pytest.Config) -> set[str] | None:

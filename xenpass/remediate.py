@@ -72,7 +72,7 @@ def remediate_host(run: RunResults, host: HostResult, connect: Callable[[Target]
             cut = f"the plan for {bdf} on this host was cut short ({report.fault})"
         # Judge what the host says now, not what the plan hoped for.
         try:
-            host.facts = HostFacts(read_target(host.target, connect, timeout))
+            host.facts = HostFacts(read_target(host.target, connect, timeout, run.image_cache))
         except Exception as exc:
             reason = f"could not collect the host again after --fix: {exception_line(exc)}"
             say(f"xenpass --fix: {host.name}: {reason}")

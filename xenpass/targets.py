@@ -14,6 +14,7 @@ import yaml
 
 from xenpass.facts.collector import HostUnreachable, collect
 from xenpass.facts.host import HostFacts
+from xenpass.facts.image_cache import ImageCache
 from xenpass.facts.raw import RawFacts, SnapshotError, load_snapshot
 from xenpass.parse.bdf import Bdf, parse_bdf
 from xenpass.rules.declared import declared_devices
@@ -190,18 +191,40 @@ def targets_from_backends(pairs: Sequence[tuple[str, object]], devices: tuple[Bd
 
 Connect = Callable[[Target], object]
 
+DEFAULT_MAX_HOSTS = 64
+FDS_PER_HOST = 6  # an ssh child's three pipes, plus the pipes of the one being spawned
+FDS_RESERVED = 64  # python, pytest, the reports
+
+
+def host_slots(requested: int) -> int:
+    """Hosts in flight at once: as asked, but never more than the open-file limit can carry."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return max(1, requested)
+    if soft == resource.RLIM_INFINITY:
+        return max(1, requested)
+    return max(1, min(requested, (soft - FDS_RESERVED) // FDS_PER_HOST))
+
 
 def gather(targets: Sequence[Target], connect: Connect, timeout: float,
-           on_done: Callable[[HostResult], None] = lambda r: None) -> list[HostResult]:
-    """Collect every host at once, each in a daemon thread with its own deadline.
+           on_done: Callable[[HostResult], None] = lambda r: None, max_hosts: int = DEFAULT_MAX_HOSTS,
+           cache: ImageCache | None = None) -> list[HostResult]:
+    """Collect every host, at most `host_slots(max_hosts)` at once, each with its own deadline.
 
-    A host that hangs becomes that host's error after `timeout` seconds (the runner ends its command
-    on both sides); the others go on. The join deadline below is only a backstop for runners that
-    cannot be interrupted. Results keep the targets' order; `on_done` is called once per host.
+    A host that hangs becomes that host's error after `timeout` seconds from its own start (the runner
+    ends its command on both sides); the others go on. The backstop below is only for runners that cannot
+    be interrupted: such a host is given up and its slot goes to a new worker. Results keep the targets'
+    order; `on_done` is called once per host.
     """
     results = [HostResult(t) for t in targets]
+    pending = list(range(len(targets)))[::-1]
+    started: dict[int, float] = {}
     finished: set[int] = set()
     lock = threading.Lock()
+    all_done = threading.Event()
 
     def finish(index: int, outcome: HostResult) -> None:
         with lock:
@@ -209,26 +232,44 @@ def gather(targets: Sequence[Target], connect: Connect, timeout: float,
                 return
             finished.add(index)
             results[index] = outcome
+            if len(finished) == len(targets):
+                all_done.set()
         on_done(outcome)
 
-    threads = [threading.Thread(target=lambda i=i, t=t: finish(i, gather_one(t, connect, timeout)), daemon=True)
-               for i, t in enumerate(targets)]
-    deadline = time.monotonic() + timeout + 3 * GRACE + 2
-    for thread in threads:
-        thread.start()
-    for index, thread in enumerate(threads):
-        thread.join(max(0.0, deadline - time.monotonic()))
-        if thread.is_alive():
-            late = HostResult(targets[index], error=f"timed out after {timeout:g} s collecting facts", seconds=timeout)
-            finish(index, late)
+    def worker() -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                index = pending.pop()
+                started[index] = time.monotonic()
+            finish(index, gather_one(targets[index], connect, timeout, cache))
+
+    def add_worker() -> None:
+        threading.Thread(target=worker, daemon=True).start()
+
+    if not targets:
+        return results
+    for _ in range(min(host_slots(max_hosts), len(targets))):
+        add_worker()
+    backstop = timeout + 3 * GRACE + 2
+    while not all_done.wait(0.5):
+        now = time.monotonic()
+        with lock:
+            stuck = [i for i, t0 in started.items() if i not in finished and now - t0 > backstop]
+        for index in stuck:
+            finish(index, HostResult(targets[index], error=f"timed out after {timeout:g} s collecting facts",
+                                     seconds=timeout))
+            add_worker()  # the stuck thread keeps its slot until it returns; the queue must go on
     return results
 
 
-def gather_one(target: Target, connect: Connect, timeout: float | None = None) -> HostResult:
+def gather_one(target: Target, connect: Connect, timeout: float | None = None,
+               cache: ImageCache | None = None) -> HostResult:
     result = HostResult(target)
     start = time.monotonic()
     try:
-        raw = read_target(target, connect, timeout)
+        raw = read_target(target, connect, timeout, cache)
         result.facts = HostFacts(raw)
         result.devices = list(target.devices) or declared_devices(result.facts)
     except (HostUnreachable, SnapshotError, HostTimeout, TransportProblem) as exc:
@@ -239,12 +280,20 @@ def gather_one(target: Target, connect: Connect, timeout: float | None = None) -
     return result
 
 
-def read_target(target: Target, connect: Connect, timeout: float | None = None) -> RawFacts:
+def read_target(target: Target, connect: Connect, timeout: float | None = None,
+                cache: ImageCache | None = None) -> RawFacts:
     if target.snapshot:
         raw = load_snapshot(target.snapshot)
         raw.host = target.name
     else:
-        raw = collect(connect(target), target.name, extra_files=target.domus, timeout=timeout)  # type: ignore[arg-type]
+        runner = connect(target)
+        try:
+            raw = collect(runner, target.name, extra_files=target.domus, timeout=timeout,  # type: ignore[arg-type]
+                          cache=cache, identity=getattr(runner, "identity", None))
+        finally:
+            release = getattr(runner, "release", None)
+            if release is not None:
+                release()  # no ssh master left per host between the collection and the end of the run
     raw.flags["requested_domu"] = list(target.domus)
     return raw
 

@@ -223,6 +223,14 @@ class SshRunner:
         """ssh exits 255 when it could not reach the host: the caller finds no output of the script."""
         return run_local_command(self.argv(self.backend.get_command(remote_command(script))), timeout)
 
+    def release(self) -> None:
+        """End this target's master now (a fleet must not keep one ssh process per host); the next
+        command opens a new one."""
+        socket_path = self.control.socket_for(self.identity)
+        master = self.control.masters.pop(socket_path, None)
+        if master is not None and os.path.exists(socket_path):
+            stop_master(*master)
+
 
 class LocalRunner:
     """This machine (`local://`), sudo as testinfra does it."""

@@ -82,10 +82,15 @@ def write(root: Path, path: str, text: str | bytes, mode: int = 0o644) -> Path:
     return target
 
 
-def newc(files: dict[str, str], mtime: int = 0) -> bytes:
-    """A newc cpio archive of regular files (what mkinitfs and mkinitramfs write)."""
+def newc(files: dict[str, str], mtime: int = 0, with_dirs: bool = False) -> bytes:
+    """A newc cpio archive of regular files (what mkinitfs and mkinitramfs write); `with_dirs` puts each
+    parent directory's entry first, as `find . | cpio -o` does (cpio -i without -d needs them)."""
     out = bytearray()
     entries = [(name, text.encode(), 0o100644) for name, text in files.items()]
+    if with_dirs:
+        parents = dict.fromkeys(name.rsplit("/", 1)[0] for name in files if "/" in name)
+        dirs = dict.fromkeys(p.rsplit("/", depth)[0] for p in parents for depth in range(p.count("/"), -1, -1))
+        entries = [(d, b"", 0o040755) for d in sorted(dirs)] + entries
     for ino, (name, data, mode) in enumerate([*entries, ("TRAILER!!!", b"", 0)], start=1):
         encoded = name.encode() + b"\0"
         fields = [ino, mode, 0, 0, 1, mtime, len(data), 0, 0, 0, 0, len(encoded), 0]

@@ -189,18 +189,81 @@ $domains
 EOF_DOMAINS
 fi
 
-# The initramfs of the running kernel, whole (decoded locally: no cpio/zstd needed here).
+# The initramfs of the running kernel. Its sha256 first: an image this host already showed us (same
+# hash) is not read again. Otherwise the host's own tool unpacks it into a private temporary directory and
+# only what the rules read crosses the wire: the modprobe/module-list files and the module names. With no
+# such tool, or when the tool fails, the image is sent whole for the local reader (which models the kernel).
+image_files() {  # $1: unpacked root
+  find "$1" -type f \( -path "$1/etc/modprobe.conf" -o -path "$1/conf/modules" -o -path "$1/etc/modules" \
+    -o -path "$1/etc/modprobe.d/*" -o -path "$1/run/modprobe.d/*" -o -path "$1/lib/modprobe.d/*" \
+    -o -path "$1/usr/lib/modprobe.d/*" -o -path "$1/usr/local/lib/modprobe.d/*" \) 2>/dev/null
+}
+
+decompressor() {  # $1: image; sets dec to the command that decompresses it, empty if none here
+  dec=; magic=$(od -An -tx1 -N4 "$1" 2>/dev/null | tr -d ' ')
+  case $magic in
+    1f8b*) dec="gzip -dc" ;;
+    28b52ffd) dec="zstd -dcq" ;;
+    fd377a58) dec="xz -dc" ;;
+    02214c18) dec="lz4 -dc" ;;
+    425a68*) dec="bzip2 -dc" ;;
+    5d0000*) dec="xz --format=lzma -dc" ;;
+  esac
+  [ -n "$dec" ] && command -v "${dec%% *}" >/dev/null 2>&1 || dec=
+}
+
+# Unpack $1 into $2 with the host's own tool; prints the tool's name, fails when there is none or it failed.
+host_unpack() {
+  if command -v unmkinitramfs >/dev/null 2>&1; then
+    unmkinitramfs "$1" "$2" >/dev/null 2>&1 && echo unmkinitramfs
+  elif command -v lsinitrd >/dev/null 2>&1; then
+    mkdir -p "$2" && (cd "$2" && lsinitrd --unpack "$1") >/dev/null 2>&1 && echo lsinitrd
+  elif [ -e /sbin/mkinitfs ] && command -v cpio >/dev/null 2>&1; then
+    # mkinitfs writes one compressed cpio stream: the host's decompressor and cpio read it all
+    decompressor "$1"; [ -n "$dec" ] || return 1
+    mkdir -p "$2" || return 1
+    { $dec < "$1" || echo failed > "$2.failed"; } | (cd "$2" && cpio -id >/dev/null 2>&1) || return 1
+    [ ! -e "$2.failed" ] && echo "$dec | cpio"
+  else
+    return 1
+  fi
+}
+
+host_read_image() {  # $1: image, $2: its sha256
+  tmp=$(mktemp -d 2>/dev/null) || return 1
+  if ! tool=$(host_unpack "$1" "$tmp/root"); then rm -rf "$tmp"; return 1; fi
+  roots="$tmp/root"
+  # unmkinitramfs puts an image of several archives in early/, early2/, ... and main/: the kernel lays
+  # them over each other in that order.
+  if [ -d "$tmp/root/main" ] && [ -d "$tmp/root/early" ]; then
+    roots=
+    for r in "$tmp"/root/early "$tmp"/root/early[0-9]* "$tmp/root/main"; do [ -d "$r" ] && roots="$roots $r"; done
+  fi
+  begin image-host "$1"
+  printf 'sha256 %s\ntool %s\n' "$2" "$tool"
+  for r in $roots; do
+    printf 'segment %s %s\n' "${r##*/}" "$(find "$r" | wc -l)"
+    find "$r" -type f -name '*.ko*' | while IFS= read -r m; do printf 'module %s\n' "${m##*/}"; done
+  done
+  end 0
+  for r in $roots; do
+    image_files "$r" | while IFS= read -r f; do
+      begin image-file "$1|${r##*/}|${f#"$r"/}"; base64 < "$f"; end $?
+    done
+  done
+  rm -rf "$tmp"
+}
+
 flavor=${release##*-}
 for img in "/boot/initrd.img-$release" "/boot/initramfs-$release.img" "/boot/initramfs-$flavor"; do
   [ -f "$img" ] && [ -r "$img" ] || continue
-  # Skip an image the caller has already decoded (identical stat line): it saves the transfer.
-  known=
-  while IFS= read -r line; do
-    case $line in *" $img") case "$NL$KNOWN_IMAGES$NL" in *"$NL$line$NL"*) known=1 ;; esac ;; esac
-  done <<EOF_STAT
-$st
-EOF_STAT
-  if [ -n "$known" ]; then fact known_image "$img"; continue; fi
+  sha=$(sha256sum < "$img" 2>/dev/null); sha=${sha%% *}
+  case $sha in ????????????????????????????????????????????????????????????????) ;; *) sha= ;; esac
+  if [ -n "$sha" ]; then
+    fact image_sha256 "$img|$sha"
+    case "$NL$KNOWN_IMAGES$NL" in *"$NL$sha$NL"*) fact known_image "$img"; continue ;; esac
+    host_read_image "$img" "$sha" && continue
+  fi
   if command -v base64 >/dev/null 2>&1; then
     begin base64 "$img"; base64 < "$img"; end $?
   else

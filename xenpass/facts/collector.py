@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Protocol
 
+from xenpass.facts.image_cache import ImageCache
 from xenpass.facts.raw import CommandFact, FileFact, PciSysfs, RawFacts
 from xenpass.parse.initramfs import read_initramfs
 from xenpass.text import as_bytes, from_bytes
@@ -49,23 +50,26 @@ def collect(
     host: RunsScripts,
     name: str,
     extra_files: Iterable[str] = (),
-    image_cache: dict[str, dict] | None = None,
     timeout: float | None = None,
+    cache: ImageCache | None = None,
+    identity: str | None = None,
 ) -> RawFacts:
     """Run the collector script on `host` once and parse what it printed.
 
-    `image_cache` maps an initramfs stat line to its decoded content, so an unchanged image
-    is not transferred again; it is updated with what this run decodes.
+    With a `cache`, the host is told the hashes of the images it already showed under `identity` (its
+    whole connection spec) and skips sending those; what this run reads is remembered.
     """
     token = secrets.token_hex(8)
-    cache = image_cache if image_cache is not None else {}
-    script = render_script(token, extra_files, cache)
+    key = identity or name
+    script = render_script(token, extra_files, cache.known(key) if cache else ())
     result = host.run_script(script, timeout)
     stdout = from_bytes(result.stdout)  # every byte kept: file contents are data, not UTF-8
     if f"==XP:{token}:" not in stdout:
         raise HostUnreachable(first_error_line(result.rc, from_bytes(result.stderr) or stdout))
     facts = parse_output(stdout, token, name)
-    reuse_known_images(facts, cache)
+    facts.bytes_received = len(result.stdout)
+    if cache:
+        use_image_cache(facts, cache, key)
     return facts
 
 
@@ -115,6 +119,10 @@ def add_section(facts: RawFacts, header: str, payload: str, rc: int | None) -> N
         facts.commands[name] = CommandFact(name=name, output=payload, rc=rc)
     elif kind in ("base64", "hex"):
         facts.initramfs[name] = decode_image(kind, payload)
+    elif kind == "image-host":
+        facts.initramfs[name] = read_on_host(payload, rc)
+    elif kind == "image-file":
+        add_image_file(facts, name, payload)
 
 
 def replace_with_exact(facts: RawFacts, path: str, kind: str, payload: str) -> None:
@@ -137,7 +145,44 @@ def decode_image(kind: str, payload: str) -> dict:
     content = read_initramfs(data)
     # Only what the rules judge goes into facts and snapshots: not the image, not member bytes.
     return {"segments": list(content.segments), "member_count": content.member_count,
-            "config_files": dict(content.config_files), "error": content.error}
+            "config_files": dict(content.config_files), "error": content.error,
+            "modules": list(content.modules)}
+
+
+def read_on_host(payload: str, rc: int | None) -> dict:
+    """The summary the host's own tool gave of its image (collect.sh, host_read_image)."""
+    content: dict = {"segments": [], "member_count": 0, "config_files": {}, "modules": [],
+                     "error": None if rc == 0 else f"the host's summary ended with exit status {rc}"}
+    modules: set[str] = set()
+    for line in payload.splitlines():
+        word, _, value = line.partition(" ")
+        if word == "tool":
+            content["reader"] = f"{value} on the host"
+        elif word == "segment":
+            segment, _, count = value.rpartition(" ")
+            content["segments"].append("one archive" if segment == "root" else segment)
+            content["member_count"] += max(0, (parse_int(count) or 1) - 1)  # find lists the root itself
+        elif word == "module":
+            modules.add(value)
+    content["modules"] = sorted(modules)
+    return content
+
+
+def add_image_file(facts: RawFacts, header: str, payload: str) -> None:
+    """One file of an image unpacked on the host; a later segment's file replaces an earlier one's."""
+    image, segment, path = [*header.split("|", 2), "", ""][:3]
+    content = facts.initramfs.get(image)
+    if content is None or not path:
+        return
+    try:
+        data = base64.b64decode(payload)
+    except (binascii.Error, ValueError):
+        content["error"] = f"undecodable transfer of {path} ({segment})"
+        return
+    files = content["config_files"]
+    files.pop(path, None)
+    files[path] = data.decode("utf-8", errors="replace")
+    content["config_files"] = dict(sorted(files.items()))
 
 
 def add_flag(facts: RawFacts, rest: str) -> None:
@@ -188,18 +233,15 @@ def parse_int(text: str) -> int | None:
         return None
 
 
-def stat_line(fact: FileFact) -> str:
-    """The collector's stat line for a /boot file: the key of the image cache."""
-    return f"{fact.mtime} {fact.size} {fact.mode} {fact.uid} {fact.gid} {fact.path}"
-
-
-def reuse_known_images(facts: RawFacts, cache: dict[str, dict]) -> None:
-    """Fill in images the host skipped as known; remember the ones it sent."""
+def use_image_cache(facts: RawFacts, cache: ImageCache, identity: str) -> None:
+    """Fill in images the host skipped as known; remember the ones it described or sent."""
+    hashes = dict(pair.split("|", 1) for pair in facts.flag_values("image_sha256") if "|" in pair)
     for path in facts.flag_values("known_image"):
-        fact = facts.boot.get(path)
-        if fact and stat_line(fact) in cache:
-            facts.initramfs[path] = cache[stat_line(fact)]
+        cached = cache.get(identity, hashes.get(path, ""))
+        if cached is not None:
+            reader = cached.get("reader") or "xenpass"
+            facts.initramfs[path] = {**cached, "reader": f"{reader}, remembered by sha256 {hashes[path][:12]}…"}
+    known = set(facts.flag_values("known_image"))
     for path, content in facts.initramfs.items():
-        fact = facts.boot.get(path)
-        if fact and not content.get("error"):
-            cache[stat_line(fact)] = content
+        if path in hashes and path not in known:
+            cache.put(identity, hashes[path], content)

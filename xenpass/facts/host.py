@@ -449,6 +449,8 @@ class HostFacts:
                     member_count=data.get("member_count", 0),
                     config_files=dict(data.get("config_files", {})),
                     error=data.get("error"),
+                    modules=tuple(data.get("modules", ())),
+                    reader=data.get("reader"),
                 )
             return Image(path, stat.mtime if stat else None, stat.size if stat else None, content)
         return None

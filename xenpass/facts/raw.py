@@ -68,6 +68,7 @@ class RawFacts:
     initramfs: dict[str, dict[str, Any]] = field(default_factory=dict)
     collected_at: str = ""
     remote_commands: int = 0
+    bytes_received: int = 0  # what the collector's one command printed; a measurement, not a fact
     truncated: bool = False
     schema: int = SCHEMA
 
@@ -84,7 +85,9 @@ class RawFacts:
 
     # -- snapshot (de)serialisation -------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+        data = dataclasses.asdict(self)
+        del data["bytes_received"]  # a snapshot is the host's state, not the cost of reading it
+        return json.dumps(data, indent=1, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RawFacts:

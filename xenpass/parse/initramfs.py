@@ -35,6 +35,8 @@ class InitramfsContent:
     config_files: dict[str, str]  # normalised path -> text, for the wanted files in force at the end
     error: str | None
     members: tuple[InitramfsMember, ...] = ()  # the wanted files with their metadata, sorted by name
+    modules: tuple[str, ...] = ()  # distinct file names of the kernel modules in the image (`*.ko*`), sorted
+    reader: str | None = None  # who read it, when not this module (the host's unmkinitramfs, lsinitrd)
 
     def modprobe_text(self) -> str:
         """The modprobe.d-style files, each under a "# path" header, for display."""
@@ -136,10 +138,16 @@ class _Tree:
         self.links: dict[tuple[int, int, int, int], list[str]] = {}
         self.link_data: dict[tuple[int, int, int, int], bytes] = {}
         self.crc_format = False  # a 070702 archive was seen
+        self.modules: dict[str, str] = {}  # path -> file name, for every regular `*.ko*` member
 
     def begin(self, entry: _Entry) -> bool:
         """Account for an entry; return True when its data must be kept."""
         self.count += 1
+        base = entry.name.rsplit("/", 1)[-1]
+        if stat.S_ISREG(entry.mode) and ".ko" in base:
+            self.modules[entry.name] = base
+        else:
+            self.modules.pop(entry.name, None)
         if not stat.S_ISREG(entry.mode):
             self.files.pop(entry.name, None)  # the kernel replaces a file by a dir/symlink of the same name
             return False
@@ -537,5 +545,6 @@ class _ImageReader:
             config_files={name: m.data.decode("utf-8", errors="replace") for name, m in files.items()},
             error=self.error,
             members=tuple(files.values()),
+            modules=tuple(sorted(set(self.tree.modules.values()))),
         )
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xenpass.facts.image_cache import ImageCache
 from xenpass.fix.apply import ApplyReport
 from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
@@ -31,6 +32,7 @@ class RunResults:
     before: dict[tuple[str, Bdf], dict[str, Verdict]] = field(default_factory=dict)
     applied: dict[tuple[str, Bdf], ApplyReport] = field(default_factory=dict)
     remaining: dict[tuple[str, Bdf], Plan] = field(default_factory=dict)  # after --fix: planned from the new facts
+    image_cache: ImageCache | None = None  # what each host's initramfs holds, by host and image sha256
 
     def host(self, name: str) -> HostResult:
         return next(h for h in self.hosts or [] if h.name == name)
@@ -121,6 +123,7 @@ def host_json(host: HostResult, devices: dict[Bdf, dict[str, Verdict]], run: Run
         "distro": facts.distro_name if facts else None,
         "kernel": facts.kernel if facts else None,
         "remote_commands": facts.raw.remote_commands if facts else 0,
+        "bytes_received": facts.raw.bytes_received if facts else 0,
         "seconds": round(host.seconds, 3),
         "devices": [device_json(run, host.name, bdf, verdicts) for bdf, verdicts in sorted(devices.items())],
     }

@@ -49,7 +49,8 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
                             Evidence(image.path, f"{image.size} bytes, {stamp(image.mtime)}"))
     host = [d for d in relevant(facts, bdf, facts.modprobe) if d.source.startswith(COPIED_PREFIXES)]
     inside = relevant(facts, bdf, image_directives(image))
-    evidence = [Evidence(f"{image.path} ({stamp(image.mtime)}, {', '.join(image.content.segments)})",
+    read_by = f"; read by {image.content.reader}" if image.content.reader else ""
+    evidence = [Evidence(f"{image.path} ({stamp(image.mtime)}, {', '.join(image.content.segments)}{read_by})",
                          "\n".join(f"{d.source.split('!/')[-1]}: {d.raw.strip()}" for d in inside) or
                          "(no modprobe.d line about this device's modules)")]
     evidence += [Evidence(f"{d.source}:{d.lineno} ({stamp(facts.config_file(d.source).mtime)})", d.raw.strip())

@@ -1,0 +1,144 @@
+"""The initramfs read where it lies: Debian's own unmkinitramfs on the host, only the wanted files sent back.
+
+Oracle: xenpass's local reader (which models the kernel's unpacker) on the same image bytes. The host path
+must say exactly what the local one says, cost kilobytes whatever the image's size, and never send an
+unchanged image twice (image cache, keyed by host identity and sha256).
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.chroot import ChrootHost
+from tests.support.fakehost import build, install_gnu_tools, newc
+from tests.support.scenarios import DEBIAN_RELEASE, SCENARIOS
+from xenpass.facts.collector import collect
+from xenpass.facts.host import HostFacts
+from xenpass.facts.image_cache import ImageCache
+
+UNMKINITRAMFS = shutil.which("unmkinitramfs")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root"),
+    pytest.mark.skipif(UNMKINITRAMFS is None, reason="needs Debian's initramfs-tools-core (scripts/setup --system)"),
+]
+IMAGE = f"/boot/initrd.img-{DEBIAN_RELEASE}"
+# What unmkinitramfs runs, as Debian has them (busybox's dd lacks iflag=skip_bytes, it has no lz4cat).
+DEBIAN_TOOLS = ("cpio", "gzip", "zstd", "xzcat", "lz4cat", "dd", "grep", "getopt")
+
+
+@pytest.fixture(scope="module")
+def debian_root(tmp_path_factory) -> Path:
+    root = build(SCENARIOS["debian12-kmod-compliant"](), tmp_path_factory.mktemp("deb") / "root")
+    install_gnu_tools(root, DEBIAN_TOOLS)
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(UNMKINITRAMFS, root / "usr/bin/unmkinitramfs")  # type: ignore[arg-type]
+    (root / "tmp").mkdir(exist_ok=True, mode=0o1777)
+    (root / "var/tmp").mkdir(parents=True, exist_ok=True, mode=0o1777)
+    return root
+
+
+def image_content(root: Path, host_tool: bool, cache: ImageCache | None = None):
+    tool = root / "usr/bin/unmkinitramfs"
+    hidden = root / "usr/bin/.unmkinitramfs"
+    if not host_tool:
+        tool.rename(hidden)
+    try:
+        raw = collect(ChrootHost(root), "deb", cache=cache, identity=f"chroot://{root}")
+    finally:
+        if hidden.exists():
+            hidden.rename(tool)
+    return raw, HostFacts(raw).boot_image
+
+
+def compress(kind: str, data: bytes) -> bytes:
+    if kind == "gzip":
+        return gzip.compress(data, mtime=0)
+    if kind == "xz":
+        return lzma.compress(data, check=lzma.CHECK_CRC32)  # the kernel's xz needs crc32
+    return subprocess.run(["zstd", "-q", "-c"], input=data, capture_output=True, check=True).stdout
+
+
+WANTED = ["conf/modules", "etc/modules", "etc/modprobe.conf", "etc/modprobe.d/a.conf", "etc/modprobe.d/.hidden.conf",
+          "usr/lib/modprobe.d/b.conf", "lib/modprobe.d/sub/c.conf", "usr/local/lib/modprobe.d/d.conf"]
+OTHER = ["init", "scripts/init-top/udev", "etc/modprobe.d.bak", "usr/lib/modules/x/modules.dep"]
+MODULES = ["usr/lib/modules/6.1/kernel/drivers/scsi/mpt3sas/mpt3sas.ko",
+           "usr/lib/modules/6.1/kernel/drivers/xen/xen-pciback/xen-pciback.ko.xz",
+           "lib/modules/6.1/kernel/drivers/scsi/megaraid/megaraid_sas.ko.zst", "usr/lib/modules/6.1/extra/mpt3sas.ko"]
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80)
+
+
+@st.composite
+def images(draw) -> tuple[bytes, dict]:
+    def archive() -> dict[str, str]:
+        names = draw(st.lists(st.sampled_from(WANTED + OTHER + MODULES), unique=True, max_size=8))
+        return {name: draw(TEXT) for name in names}
+
+    early = [archive() for _ in range(draw(st.integers(0, 2)))]
+    main = archive()
+    kind = draw(st.sampled_from(["gzip", "zstd", "xz"]))
+    data = b"".join(newc(files, 1_700_000_000, with_dirs=True) for files in early) + compress(
+        kind, newc(main, 1_700_000_000, with_dirs=True))
+    return data, {"early": len(early), "kind": kind}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(images())
+def test_the_host_tool_says_what_the_local_reader_says(debian_root, image):
+    data, _ = image
+    (debian_root / IMAGE.lstrip("/")).write_bytes(data)
+    raw, on_host = image_content(debian_root, host_tool=True)
+    _, local = image_content(debian_root, host_tool=False)
+    assert on_host.content.reader == "unmkinitramfs on the host"
+    assert local.content.reader is None and local.content.error is None
+    assert on_host.content.error is None
+    assert on_host.content.config_files == local.content.config_files
+    assert on_host.content.modules == local.content.modules
+    assert f"{IMAGE}|" in "\n".join(raw.flag_values("image_sha256"))
+
+
+def test_a_large_image_costs_kilobytes_and_an_unchanged_one_is_not_read_again(debian_root, tmp_path):
+    firmware = random.Random(7).randbytes(6 * 2**20)  # 6 MiB that do not compress, like firmware blobs
+    files = {"etc/modprobe.d/xen.conf": "options xen-pciback hide=(0000:00:05.0)\nblacklist mptsas\n",
+             "conf/modules": "xen-pciback\n", "usr/lib/firmware/blob.bin": firmware.decode("latin-1")}
+    (debian_root / IMAGE.lstrip("/")).write_bytes(gzip.compress(newc(files, with_dirs=True), mtime=0, compresslevel=1))
+    cache = ImageCache(tmp_path / "cache")
+
+    first, image = image_content(debian_root, host_tool=True, cache=cache)
+    assert image.content.config_files["etc/modprobe.d/xen.conf"].startswith("options xen-pciback")
+    assert first.bytes_received < 64 * 1024, first.bytes_received
+
+    again, image = image_content(debian_root, host_tool=True, cache=cache)
+    assert again.flag_values("known_image") == [IMAGE]
+    assert image.content.config_files == {k: v for k, v in files.items() if "firmware" not in k}
+    assert "remembered by sha256" in image.content.reader
+    assert again.bytes_received < 64 * 1024
+
+    whole, _ = image_content(debian_root, host_tool=False)  # what every run cost before
+    assert whole.bytes_received > 8 * 2**20
+
+
+def test_another_host_identity_never_uses_this_hosts_cache(debian_root, tmp_path):
+    (debian_root / IMAGE.lstrip("/")).write_bytes(gzip.compress(newc({"conf/modules": "xen-pciback\n"}, with_dirs=True), mtime=0))
+    cache = ImageCache(tmp_path / "cache")
+    collect(ChrootHost(debian_root), "a", cache=cache, identity="ssh://root@127.0.0.1:2201")
+    other = collect(ChrootHost(debian_root), "b", cache=cache, identity="ssh://root@127.0.0.1:2202")
+    assert other.flag_values("known_image") == []
+    assert cache.known("ssh://root@127.0.0.1:2202")  # now it has its own entry
+
+
+def test_an_image_the_host_tool_cannot_read_goes_to_the_local_reader(debian_root):
+    whole = gzip.compress(newc({"conf/modules": "xen-pciback\n", "init": "x" * 5000}), mtime=0)
+    (debian_root / IMAGE.lstrip("/")).write_bytes(whole[: len(whole) // 2])  # truncated
+    _, image = image_content(debian_root, host_tool=True)
+    assert image.content.reader is None  # the local reader, which says what is wrong
+    assert "truncated" in image.content.error or "corrupt" in image.content.error
