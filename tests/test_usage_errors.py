@@ -38,6 +38,7 @@ CASES = {
     "negative timeout": (lambda t: "--host-timeout=-5", "--host-timeout"),
     "zero timeout": (lambda t: "--host-timeout=0", "--host-timeout"),
     "nan timeout": (lambda t: "--host-timeout=nan", "--host-timeout"),
+    "no host slot": (lambda t: "--max-hosts=0", "--max-hosts: must be at least 1"),
     "negative step timeout": (lambda t: "--step-timeout=-1", "--step-timeout"),
 }
 

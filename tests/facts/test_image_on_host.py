@@ -47,9 +47,21 @@ def debian_root(tmp_path_factory) -> Path:
     return root
 
 
-def image_content(root: Path, host_tool: bool, cache: ImageCache | None = None):
-    tool = root / "usr/bin/unmkinitramfs"
-    hidden = root / "usr/bin/.unmkinitramfs"
+@pytest.fixture(scope="module")
+def alpine_root(tmp_path_factory) -> Path:
+    """node03 as Alpine has it: busybox's cpio, gzip and xz, and mkinitfs at /sbin/mkinitfs."""
+    root = build(SCENARIOS["node03-fixed"](), tmp_path_factory.mktemp("alpine") / "root")
+    shutil.copy2(root / "usr/local/sbin/mkinitfs", root / "sbin/mkinitfs")
+    for applet in ("gzip", "xzcat", "cpio", "od", "tr"):
+        if not (root / "bin" / applet).exists():
+            os.symlink("busybox", root / "bin" / applet)
+    (root / "tmp").mkdir(exist_ok=True, mode=0o1777)
+    return root
+
+
+def image_content(root: Path, host_tool: bool, cache: ImageCache | None = None, tool: str = "usr/bin/unmkinitramfs"):
+    hidden = root / (tool + ".hidden")
+    tool = root / tool  # type: ignore[assignment]
     if not host_tool:
         tool.rename(hidden)
     try:
@@ -127,8 +139,35 @@ def test_a_large_image_costs_kilobytes_and_an_unchanged_one_is_not_read_again(de
     assert whole.bytes_received > 8 * 2**20
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_alpines_busybox_cpio_says_what_the_local_reader_says(alpine_root, data):
+    files = data.draw(st.dictionaries(st.sampled_from(WANTED + OTHER + MODULES), TEXT, max_size=8))
+    dotted = data.draw(st.booleans())  # `find . | cpio -o` names every member ./like/this
+    archive = newc({f"./{k}" if dotted else k: v for k, v in files.items()}, 1_700_000_000, with_dirs=True)
+    kind = data.draw(st.sampled_from(["gzip", "xz"]))
+    (alpine_root / "boot/initramfs-lts").write_bytes(compress(kind, archive))
+    _, on_host = image_content(alpine_root, host_tool=True, tool="sbin/mkinitfs")
+    _, local = image_content(alpine_root, host_tool=False, tool="sbin/mkinitfs")
+    assert on_host.content.reader == f"{'gzip -dc' if kind == 'gzip' else 'xzcat'} | cpio on the host"
+    assert on_host.content.error is None and local.content.error is None
+    assert on_host.content.config_files == local.content.config_files
+    assert on_host.content.modules == local.content.modules
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "etc/modprobe.d/../../../escaped"])
+def test_an_image_whose_names_climb_out_is_never_unpacked_on_the_host(alpine_root, name):
+    archive = newc({"etc/modprobe.d/a.conf": "blacklist mpt3sas\n", name: "x"}, with_dirs=True)
+    (alpine_root / "boot/initramfs-lts").write_bytes(gzip.compress(archive, mtime=0))
+    _, image = image_content(alpine_root, host_tool=True, tool="sbin/mkinitfs")
+    assert image.content.reader is None  # sent whole to the local reader instead
+    assert image.content.config_files == {"etc/modprobe.d/a.conf": "blacklist mpt3sas\n"}
+    assert not list(alpine_root.parent.rglob("escaped")) and not (alpine_root / "escaped").exists()
+
+
 def test_another_host_identity_never_uses_this_hosts_cache(debian_root, tmp_path):
-    (debian_root / IMAGE.lstrip("/")).write_bytes(gzip.compress(newc({"conf/modules": "xen-pciback\n"}, with_dirs=True), mtime=0))
+    image = newc({"conf/modules": "xen-pciback\n"}, with_dirs=True)
+    (debian_root / IMAGE.lstrip("/")).write_bytes(gzip.compress(image, mtime=0))
     cache = ImageCache(tmp_path / "cache")
     collect(ChrootHost(debian_root), "a", cache=cache, identity="ssh://root@127.0.0.1:2201")
     other = collect(ChrootHost(debian_root), "b", cache=cache, identity="ssh://root@127.0.0.1:2202")

@@ -199,17 +199,29 @@ image_files() {  # $1: unpacked root
     -o -path "$1/usr/lib/modprobe.d/*" -o -path "$1/usr/local/lib/modprobe.d/*" \) 2>/dev/null
 }
 
-decompressor() {  # $1: image; sets dec to the command that decompresses it, empty if none here
-  dec=; magic=$(od -An -tx1 -N4 "$1" 2>/dev/null | tr -d ' ')
-  case $magic in
-    1f8b*) dec="gzip -dc" ;;
-    28b52ffd) dec="zstd -dcq" ;;
-    fd377a58) dec="xz -dc" ;;
-    02214c18) dec="lz4 -dc" ;;
-    425a68*) dec="bzip2 -dc" ;;
-    5d0000*) dec="xz --format=lzma -dc" ;;
+# The wanted files as cpio patterns, with and without the "./" that `find . | cpio -o` writes.
+IMAGE_PATTERNS=
+for p in etc/modprobe.conf conf/modules etc/modules 'etc/modprobe.d/*' 'run/modprobe.d/*' 'lib/modprobe.d/*' \
+         'usr/lib/modprobe.d/*' 'usr/local/lib/modprobe.d/*'; do
+  IMAGE_PATTERNS="$IMAGE_PATTERNS $p ./$p"
+done
+
+decompressors() {  # $1: image; the commands that may decompress it, by its magic, one per line
+  case $(od -An -tx1 -N4 "$1" 2>/dev/null | tr -d ' ') in
+    1f8b*) printf '%s\n' "gzip -dc" zcat ;;
+    28b52ffd) printf '%s\n' "zstd -dcq" zstdcat ;;
+    fd377a58) printf '%s\n' "xz -dc" xzcat ;;
+    02214c18) printf '%s\n' "lz4 -dc" lz4cat ;;
+    425a68*) printf '%s\n' "bzip2 -dc" bzcat ;;
+    5d0000*) printf '%s\n' lzcat "unlzma -c" ;;
   esac
-  [ -n "$dec" ] && command -v "${dec%% *}" >/dev/null 2>&1 || dec=
+}
+
+# `$dec < $1 | cpio ARGS` in directory $2; fails when either side did (the marker carries the left side's).
+through_cpio() {
+  img=$1; dir=$2; shift 2
+  rm -f "$dir.failed"
+  (cd "$dir" && { $dec < "$img" 2>/dev/null || : > "$dir.failed"; } | cpio "$@" 2>/dev/null) && [ ! -e "$dir.failed" ]
 }
 
 # Unpack $1 into $2 with the host's own tool; prints the tool's name, fails when there is none or it failed.
@@ -219,11 +231,23 @@ host_unpack() {
   elif command -v lsinitrd >/dev/null 2>&1; then
     mkdir -p "$2" && (cd "$2" && lsinitrd --unpack "$1") >/dev/null 2>&1 && echo lsinitrd
   elif [ -e /sbin/mkinitfs ] && command -v cpio >/dev/null 2>&1; then
-    # mkinitfs writes one compressed cpio stream: the host's decompressor and cpio read it all
-    decompressor "$1"; [ -n "$dec" ] || return 1
+    # Alpine: mkinitfs writes one compressed cpio stream. List it first and refuse names that climb out
+    # (busybox cpio strips a leading / but follows ../), then extract only the wanted files: a symlink
+    # member is never a parent of what is written, since only the files themselves are matched.
     mkdir -p "$2" || return 1
-    { $dec < "$1" || echo failed > "$2.failed"; } | (cd "$2" && cpio -id >/dev/null 2>&1) || return 1
-    [ ! -e "$2.failed" ] && echo "$dec | cpio"
+    found=
+    while IFS= read -r dec; do
+      [ -n "$dec" ] && through_cpio "$1" "$2" -t > "$2.list" && found=1 && break
+    done <<EOF_DEC
+$(decompressors "$1")
+EOF_DEC
+    [ -n "$found" ] || return 1
+    names=$(cat "$2.list")
+    case "$NL$names$NL" in *"$NL../"*|*"/../"*|*"/..$NL"*|*"$NL..$NL"*) return 1 ;; esac
+    set -f
+    through_cpio "$1" "$2" -id $IMAGE_PATTERNS || { set +f; return 1; }
+    set +f
+    echo "$dec | cpio"
   else
     return 1
   fi
@@ -241,10 +265,15 @@ host_read_image() {  # $1: image, $2: its sha256
   fi
   begin image-host "$1"
   printf 'sha256 %s\ntool %s\n' "$2" "$tool"
-  for r in $roots; do
-    printf 'segment %s %s\n' "${r##*/}" "$(find "$r" | wc -l)"
-    find "$r" -type f -name '*.ko*' | while IFS= read -r m; do printf 'module %s\n' "${m##*/}"; done
-  done
+  if [ -f "$tmp/root.list" ]; then  # extracted selectively: the names come from the listing
+    printf 'segment root %s\n' "$(($(wc -l < "$tmp/root.list") + 1))"
+    while IFS= read -r m; do case ${m##*/} in *.ko*) printf 'module %s\n' "${m##*/}" ;; esac; done < "$tmp/root.list"
+  else
+    for r in $roots; do
+      printf 'segment %s %s\n' "${r##*/}" "$(find "$r" | wc -l)"
+      find "$r" -type f -name '*.ko*' | while IFS= read -r m; do printf 'module %s\n' "${m##*/}"; done
+    done
+  fi
   end 0
   for r in $roots; do
     image_files "$r" | while IFS= read -r f; do
