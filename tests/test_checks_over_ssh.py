@@ -138,6 +138,41 @@ def test_ansible_inventory_is_a_source_of_hosts(servers, tmp_path):
     assert new_ssh_pids(before) == set()
 
 
+def test_the_ansible_playbook_collects_what_xenpass_collects(servers, tmp_path):
+    """ansible/collect.yml with forks writes snapshots that judge exactly like xenpass's own collection."""
+    lines = ["[dom0s]"]
+    for name in ("node03", "deb12"):
+        server = servers[name]
+        lines.append(f"{name} ansible_host=127.0.0.1 ansible_port={server.port} ansible_user=root "
+                     f"ansible_ssh_private_key_file={server.key} ansible_ssh_transfer_method=piped "
+                     "ansible_remote_tmp=/tmp/.ansible "
+                     "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'")
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("\n".join(lines) + "\n")
+    snapshots = tmp_path / "snapshots"
+    env = env_without_ssh_agent() | {"ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1"}
+    played = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "-f", "10",
+                             "ansible/collect.yml", "-e", f"xenpass_work={tmp_path / 'work'}",
+                             "-e", f"xenpass_snapshots={snapshots}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert played.returncode == 0, played.stdout[-3000:] + played.stderr[-3000:]
+    assert sorted(p.name for p in snapshots.glob("*.json")) == ["deb12.json", "node03.json"]
+
+    offline = run_checks(f"--snapshot={snapshots}", f"--compliance-json={tmp_path / 'a.json'}",
+                         f"--html={tmp_path / 'a.html'}")
+    live = run_checks(f"--ansible-inventory={inventory}", "--hosts=ansible://dom0s",
+                      f"--compliance-json={tmp_path / 'b.json'}", f"--html={tmp_path / 'b.html'}")
+    assert offline.returncode == live.returncode == 1, offline.stdout + offline.stderr
+
+    def verdicts(path: Path) -> dict:
+        hosts = json.loads(path.read_text())["hosts"]
+        return {(h["host"], d["bdf"], r["id"]): (r["status"], r["reason"])
+                for h in hosts for d in h["devices"] for r in d["rules"]}
+
+    assert verdicts(tmp_path / "a.json") == verdicts(tmp_path / "b.json")
+    assert verdicts(tmp_path / "a.json")[("node03", "0000:01:00.0", "native-driver-blacklisted")][0] == "fail"
+
+
 @pytest.mark.parametrize("inventory_text, spec, message", [
     ("[x\nbad", "ansible://all", "cannot expand hosts"),
     ("[dom0s]\nnode9 ansible_host=127.0.0.1\n", "ansible://nogroup", "no hosts match ansible://nogroup"),
