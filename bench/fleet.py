@@ -113,6 +113,26 @@ def naive(config: Path, names: list[str]) -> Measure:
                   f"--ssh-config={config}"])
 
 
+def ansible(config: Path, names: list[str], work: Path) -> Measure:
+    """ansible/collect.yml with one fork per host, then the offline judgement of its snapshots."""
+    inventory = work / "ansible-hosts.ini"
+    inventory.write_text("[fleet]\n" + "".join(
+        f"{n} ansible_host={n} ansible_ssh_common_args='-F {config}' ansible_ssh_transfer_method=piped "
+        "ansible_remote_tmp=/tmp/.ansible\n" for n in names))
+    snapshots = work / "ansible-snapshots"
+    for old in snapshots.glob("*.json"):
+        old.unlink()
+    play = [str(Path(PY).parent / "ansible-playbook"), "-i", str(inventory), "-f", str(len(names)),
+            "ansible/collect.yml", "-e", f"xenpass_work={work / 'ansible-work'}",
+            "-e", f"xenpass_snapshots={snapshots}"]
+    judge = [PY, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider", f"--snapshot={snapshots}",
+             f"--compliance-json={work / 'a.json'}", f"--html={work / 'a.html'}"]
+    first, second = timed(play), timed(judge)
+    judged = len(json.loads((work / "a.json").read_text())["hosts"])
+    return Measure(first.seconds + second.seconds, max(first.peak_mb, second.peak_mb),
+                   first.rc if judged == len(names) else 99, first.peak_processes)
+
+
 def start_fleet(work: Path, count: int) -> list[Sshd]:
     servers = []
     base = node03_fixed()
@@ -128,7 +148,8 @@ def write_config(path: Path, servers: list[Sshd], one_way_ms: float) -> None:
     path.write_text("".join(s.config_block(proxy=relay) for s in servers))
 
 
-def measure(sizes: list[int], rtt_ms: float, work: Path, naive_max: int, nofile: int | None) -> list[dict]:
+def measure(sizes: list[int], rtt_ms: float, work: Path, naive_max: int, nofile: int | None,
+            ansible_sizes: set[int]) -> list[dict]:
     servers = start_fleet(work, max(sizes))
     rows = []
     try:
@@ -138,6 +159,7 @@ def measure(sizes: list[int], rtt_ms: float, work: Path, naive_max: int, nofile:
             names = [s.name for s in servers[:n]]
             f, p = floor(config, names), product(config, names, work, nofile)
             v = naive(config, names) if n <= naive_max else None
+            a = ansible(config, names, work) if n in ansible_sizes else None
             report = json.loads((work / "c.json").read_text())
             hosts = report.get("hosts", [])
             row = {"hosts": n, "rtt_ms": rtt_ms, "nofile": nofile, "product_s": round(p.seconds, 2),
@@ -147,6 +169,8 @@ def measure(sizes: list[int], rtt_ms: float, work: Path, naive_max: int, nofile:
                    "product_peak_processes": p.peak_processes,
                    "naive_peak_mb": round(v.peak_mb, 1) if v else None, "product_rc": p.rc,
                    "naive_rc": v.rc if v else None,
+                   "ansible_s": round(a.seconds, 2) if a else None, "ansible_rc": a.rc if a else None,
+                   "ansible_peak_mb": round(a.peak_mb, 1) if a else None,
                    "hosts_judged": sum(1 for h in hosts if h.get("reachable")),
                    "bytes_from_host_mean": round(sum(h.get("bytes_received", 0) for h in hosts) / max(1, len(hosts))),
                    # of the product's time, how much was collecting: the rest is pytest start-up, rules and
@@ -162,12 +186,13 @@ def measure(sizes: list[int], rtt_ms: float, work: Path, naive_max: int, nofile:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| hosts | judged | product s | of which collecting s | naive s | floor s | product/naive | "
-            "product/floor | product peak MB (with ssh) | peak processes | naive peak MB | bytes/host |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| hosts | judged | product s | of which collecting s | naive s | ansible playbook + judge s | floor s | "
+            "product/naive | product/floor | product peak MB (with ssh) | peak processes | naive peak MB | "
+            "bytes/host |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
         f"| {r['hosts']} | {r['hosts_judged']} | {r['product_s']} | {r.get('product_collect_s')} | "
-        f"{r['naive_s'] or '—'} | {r['floor_s']} | {r['product_over_naive'] or '—'} | {r['product_over_floor']} | "
+        f"{r['naive_s'] or '—'} | {r['ansible_s'] or '—'} | "
+        f"{r['floor_s']} | {r['product_over_naive'] or '—'} | {r['product_over_floor']} | "
         f"{r['product_peak_mb']} | {r['product_peak_processes']} | {r['naive_peak_mb'] or '—'} | "
         f"{r['bytes_from_host_mean']} |\n" for r in rows)
 
@@ -179,7 +204,8 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for key, label in (("naive_s", "naive testinfra suite"), ("product_s", "xenpass"), ("floor_s", "floor: ssh true")):
+    for key, label in (("naive_s", "naive testinfra suite"), ("ansible_s", "ansible/collect.yml + judge"),
+                       ("product_s", "xenpass"), ("floor_s", "floor: ssh true")):
         points = [(r["hosts"], r[key]) for r in rows if r[key] is not None]
         ax.plot([n for n, _ in points], [v for _, v in points], marker="o", label=label)
         for n, value in points:
@@ -199,6 +225,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,10,50,200")
     parser.add_argument("--naive-max", type=int, default=10, help="run the naive suite up to this many hosts "
                         "(it takes ~7 s per host at 50 ms RTT)")
+    parser.add_argument("--ansible-sizes", default="50", help="fleet sizes at which to time ansible/collect.yml")
     parser.add_argument("--nofile", type=int, help="run the product under this open-file limit (ulimit -n)")
     parser.add_argument("--rtt-ms", type=float, default=50.0)
     parser.add_argument("--skip-report-scale", action="store_true")
@@ -208,7 +235,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="xenpass-fleet-") as tmp:
-        rows = measure([int(s) for s in args.sizes.split(",")], args.rtt_ms, Path(tmp), args.naive_max, args.nofile)
+        rows = measure([int(s) for s in args.sizes.split(",")], args.rtt_ms, Path(tmp), args.naive_max, args.nofile,
+                       {int(x) for x in args.ansible_sizes.split(",") if x})
     (OUT / "fleet.json").write_text(json.dumps(rows, indent=1) + "\n")
     (OUT / "fleet.md").write_text(markdown(rows))
     plot(rows, OUT / "fleet.png")

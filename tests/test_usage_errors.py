@@ -16,8 +16,8 @@ def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     defaults = {"--html": str(tmp_path / "r.html"), "--compliance-json": str(tmp_path / "c.json")}
     given = {a.split("=", 1)[0] for a in args}
     extra = [f"{k}={v}" for k, v in defaults.items() if k not in given]
-    cmd = [sys.executable, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider", "--snapshot", SNAPSHOT,
-           *extra, *args]
+    hosts = [] if given & {"--inventory", "--hosts"} else ["--snapshot", SNAPSHOT]
+    cmd = [sys.executable, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider", *hosts, *extra, *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
@@ -74,3 +74,10 @@ def test_inventory_host_with_neither_target_nor_snapshot_is_a_usage_error(tmp_pa
     done = run(tmp_path, f"--inventory={inventory}")
     assert done.returncode == 4
     assert "exactly one of 'target' and 'snapshot'" in done.stdout + done.stderr
+
+
+def test_hosts_named_two_ways_is_a_usage_error(tmp_path):
+    """Before, --snapshot silently won over --hosts: a gate passed on hosts it never looked at."""
+    done = run(tmp_path, "--hosts=ssh://root@127.0.0.1:1", f"--snapshot={SNAPSHOT}")
+    assert done.returncode == 4
+    assert "--snapshot and --hosts: name the hosts one way" in done.stderr

@@ -74,6 +74,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          f"{COMPACT_ABOVE} tests) keeps them in the compliance JSON only, so huge fleets stay readable")
     group.addoption("--host-timeout", type=float, default=120.0, metavar="SECONDS",
                     help="give up on a host that has not answered after this long (default 120)")
+    group.addoption("--gate-exit-codes", action="store_true",
+                    help="exit 0 when every host is compliant, 100 when some host is not, 101 when no host failed "
+                         "but some could not be checked (unreachable, error, no device); pytest's codes otherwise")
+    parser.addini("xenpass_gate_exit_codes", type="bool", default=False,
+                  help="as --gate-exit-codes, from the ini file")
     group.addoption("--max-hosts", type=int, default=DEFAULT_MAX_HOSTS, metavar="N",
                     help=f"collect at most N hosts at once (default {DEFAULT_MAX_HOSTS}; lowered to what the "
                          "open-file limit allows)")
@@ -168,6 +173,11 @@ def results(config: pytest.Config) -> RunResults:
 def resolve_targets(config: pytest.Config) -> list[Target]:
     devices = parse_devices(config.getoption("device"))
     domus = parse_domus(config.getoption("domu"))
+    given = [name for name, value in (("--inventory", config.getoption("inventory")),
+                                      ("--snapshot", config.getoption("snapshot")),
+                                      ("--hosts", config.getoption("hosts", None))) if value]
+    if len(given) > 1:  # one would be ignored: a gate must never pass on hosts it did not look at
+        raise UsageProblem(f"{' and '.join(given)}: name the hosts one way (one of --inventory, --snapshot, --hosts)")
     if config.getoption("inventory"):
         return [with_runner(config, t) for t in load_inventory(config.getoption("inventory"))]
     if config.getoption("snapshot"):
@@ -497,13 +507,27 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     CONTROL.close()
 
 
+GATE_EXIT = {"compliant": 0, "non-compliant": 100, "could-not-check": 101}
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A --fix that failed on a host is a failed run, even where every rule passes afterwards."""
+    """A --fix that failed on a host is a failed run, even where every rule passes afterwards. With
+    --gate-exit-codes, a run that got as far as judging exits 0 / 100 / 101 by the run's verdict."""
     run = session.config.stash.get(RESULTS, None)
-    if run is None or exitstatus != 0:
-        return
+    if run is None or exitstatus not in (0, 1):
+        return  # interrupted, internal or usage error, no tests: pytest's own code stands
     from xenpass.remediate import SNAPSHOT_NOTE
 
-    if any(report.failed and report.failed != SNAPSHOT_NOTE for report in run.applied.values()):
+    fix_failed = any(report.failed and report.failed != SNAPSHOT_NOTE for report in run.applied.values())
+    if gate_exit_codes(session.config) and run.hosts:
+        verdict = run.to_json()["verdict"]
+        if fix_failed and verdict == "compliant":
+            verdict = "could-not-check"  # the fix did not finish: what it left is not proven
+        session.exitstatus = GATE_EXIT[verdict]
+    elif fix_failed and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def gate_exit_codes(config: pytest.Config) -> bool:
+    return bool(config.getoption("gate_exit_codes") or config.getini("xenpass_gate_exit_codes"))

@@ -23,7 +23,6 @@ import stat
 import subprocess
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,9 +135,14 @@ class ControlDir:
         if path is None:
             return
         running = [(options, destination) for path, (options, destination) in masters.items() if os.path.exists(path)]
-        if running:  # at once: a fleet's masters should not add a second per host to the end of the run
-            with ThreadPoolExecutor(max_workers=min(32, len(running))) as pool:
-                list(pool.map(lambda master: stop_master(*master), running))
+        # 32 at once: a fleet's masters should not add a second per host to the end of the run. Plain
+        # threads: this also runs from atexit, where concurrent.futures refuses new work.
+        for start in range(0, len(running), 32):
+            threads = [threading.Thread(target=stop_master, args=master) for master in running[start:start + 32]]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
         for leftover in path.iterdir() if path.exists() else ():
             leftover.unlink(missing_ok=True)
         path.rmdir() if path.exists() else None

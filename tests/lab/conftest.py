@@ -39,8 +39,11 @@ class Lab:
     def check(self, *args: str, name: str = "run") -> tuple[int, dict]:
         """Run the product as a user would; return its exit code and compliance JSON."""
         out = self.tmp / f"{name}.json"
+        self.runs = getattr(self, "runs", 0) + 1  # what the host said each time, kept for a post-mortem
+        record = self.tmp / f"record-{self.runs:02d}-{name}"
         cmd = [sys.executable, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider", "--hosts=ssh://lab-dom0",
-               f"--ssh-config={SSH_CONFIG}", f"--compliance-json={out}", f"--html={self.tmp / (name + '.html')}", *args]
+               f"--ssh-config={SSH_CONFIG}", f"--compliance-json={out}", f"--html={self.tmp / (name + '.html')}",
+               f"--record={record}", *args]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
         sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
         return done.returncode, json.loads(out.read_text())

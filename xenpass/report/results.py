@@ -6,9 +6,11 @@ import json
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from xenpass import __version__
 from xenpass.facts.image_cache import ImageCache
 from xenpass.fix.apply import ApplyReport
 from xenpass.fix.base import Plan
@@ -70,11 +72,15 @@ class RunResults:
         return out
 
     def to_json(self) -> dict:
-        """The compliance JSON; every string in it is `visible`: valid UTF-8, no lone surrogate, no control."""
+        """The compliance JSON (schema: xenpass/schema/compliance.schema.json); every string in it is `visible`:
+        valid UTF-8, no lone surrogate, no control."""
         hosts = [host_json(h, self.reported.get(h.name, {}), self) for h in self.hosts or []]
-        if self.collect_seconds is None:
-            return shown({"hosts": hosts})
-        return shown({"hosts": hosts, "collect_seconds": round(self.collect_seconds, 3)})
+        out: dict = {"schema_version": SCHEMA_VERSION, "tool": {"name": "xenpass", "version": __version__},
+                     "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                     "verdict": run_verdict(hosts), "summary": summary(hosts), "hosts": hosts}
+        if self.collect_seconds is not None:
+            out["collect_seconds"] = round(self.collect_seconds, 3)
+        return shown(out)
 
     def write_json(self, path: str) -> Path:
         """Write the compliance JSON atomically; if that fails, no JSON of an earlier run is left to pass for it."""
@@ -90,6 +96,57 @@ class RunResults:
                     stale.unlink(missing_ok=True)
             raise
         return target
+
+
+SCHEMA_VERSION = 2
+HOST_VERDICTS = ("compliant", "non-compliant", "unreachable", "error", "no-devices")
+
+
+def device_verdict(rules: list[dict]) -> str:
+    """non-compliant when a rule failed (or is blocked by one that did); error when a rule could not be judged;
+    else compliant (pass, warn, skip)."""
+    statuses = {r["status"] for r in rules}
+    if statuses & {"fail", "blocked"}:
+        return "non-compliant"
+    if "error" in statuses or not rules:
+        return "error"
+    return "compliant"
+
+
+def host_verdict(host: dict) -> str:
+    if not host["reachable"]:
+        return "unreachable"
+    if not host["devices"]:
+        return "no-devices"  # nothing was proven: not clean
+    verdicts = {d["verdict"] for d in host["devices"]}
+    for worst in ("non-compliant", "error"):
+        if worst in verdicts:
+            return worst
+    return "compliant"
+
+
+def run_verdict(hosts: list[dict]) -> str:
+    """compliant only when every host is; non-compliant when any host is; else could-not-check."""
+    verdicts = {h["verdict"] for h in hosts}
+    if not hosts:
+        return "could-not-check"
+    if "non-compliant" in verdicts:
+        return "non-compliant"
+    return "compliant" if verdicts == {"compliant"} else "could-not-check"
+
+
+def summary(hosts: list[dict]) -> dict:
+    rules: dict[str, dict[str, int]] = {}
+    for host in hosts:
+        for device in host["devices"]:
+            for rule in device["rules"]:
+                counts = rules.setdefault(rule["id"], {})
+                counts[rule["status"]] = counts.get(rule["status"], 0) + 1
+    by_verdict = {v: sum(1 for h in hosts if h["verdict"] == v) for v in HOST_VERDICTS}
+    devices = [d["verdict"] for h in hosts for d in h["devices"]]
+    by_device = {v: devices.count(v) for v in ("compliant", "non-compliant", "error")}
+    return {"hosts": {"total": len(hosts), **by_verdict}, "devices": {"total": len(devices), **by_device},
+            "rules": rules}
 
 
 def shown(value: Any) -> Any:
@@ -129,6 +186,7 @@ def host_json(host: HostResult, devices: dict[Bdf, dict[str, Verdict]], run: Run
     }
     if host.error:
         out["error"] = host.error
+    out["verdict"] = host_verdict(out)
     return out
 
 
@@ -143,7 +201,7 @@ def device_json(run: RunResults, host: str, bdf: Bdf, verdicts: dict[str, Verdic
         if plan is not None and not plan.for_rule(verdict.rule).empty:
             entry["fix"] = plan.for_rule(verdict.rule).to_json()
         rules.append(entry)
-    out: dict = {"bdf": str(bdf), "rules": rules}
+    out: dict = {"bdf": str(bdf), "verdict": device_verdict(rules), "rules": rules}
     if plan is not None and not plan.empty:
         out["plan"] = plan.to_json()
     if key in run.applied:
