@@ -74,6 +74,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          f"{COMPACT_ABOVE} tests) keeps them in the compliance JSON only, so huge fleets stay readable")
     group.addoption("--host-timeout", type=float, default=120.0, metavar="SECONDS",
                     help="give up on a host that has not answered after this long (default 120)")
+    group.addoption("--list-rules", action="store_true",
+                    help="print the rule catalogue (id, severity, seed step, what passes, why, references) and exit")
     group.addoption("--gate-exit-codes", action="store_true",
                     help="exit 0 when every host is compliant, 100 when some host is not, 101 when no host failed "
                          "but some could not be checked (unreachable, error, no device); pytest's codes otherwise")
@@ -89,6 +91,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--step-timeout", type=float, default=900.0, metavar="SECONDS",
                     help="with --fix: end a remote step (an edit, an initramfs rebuild) after this long and "
                          "report it as failed, with its rollback (default 900)")
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.getoption("list_rules"):
+        from xenpass.catalogue import text
+
+        print(text())
+        return 0
+    return None
 
 
 def checks_mode(config: pytest.Config) -> bool:

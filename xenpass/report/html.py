@@ -8,6 +8,7 @@ from html import escape
 import pytest
 from pytest_html import extras
 
+from xenpass.catalogue import anchor, html_section
 from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
 from xenpass.report.fixes import APPLIED, FAILED, NOT_APPLIED, NOTHING, REFUSED, DeviceFix, fix_history, plural
@@ -174,7 +175,7 @@ class CompactTable:
 
 def matrix_html(run: RunResults) -> str:
     rules = run.rule_ids()
-    head = "".join(f"<th>{escape(r)}</th>" for r in rules)
+    head = "".join(f"<th><a href='#{anchor(r)}'>{escape(r)}</a></th>" for r in rules)  # to the catalogue
     matrix_rows = run.rows()
     rows = []
     for host, bdf, verdicts in matrix_rows:
@@ -189,7 +190,7 @@ def matrix_html(run: RunResults) -> str:
     unreachable = sum(1 for host in run.hosts or [] if host.error)
     return (f"{STYLE}<h2>Compliance matrix</h2>{tally_html(matrix_rows, rules, len(run.hosts or []), unreachable)}"
             f"<details{'' if run.compact else ' open'}><summary>host × device × rule ({len(rows)} rows"
-            f"{', click to open' if run.compact else ''})</summary>{table}</details>")
+            f"{', click to open' if run.compact else ''})</summary>{table}</details>{html_section()}")
 
 
 def tally_html(rows: list[tuple[HostResult, Bdf | None, dict[str, Verdict]]], rules: list[str], hosts: int,
@@ -201,7 +202,7 @@ def tally_html(rows: list[tuple[HostResult, Bdf | None, dict[str, Verdict]]], ru
         for rule, verdict in verdicts.items():
             counts[rule][verdict.status.value] += 1
     head = "".join(f"<th>{s}</th>" for s in statuses)
-    body = "".join(f"<tr><td>{escape(rule)}</td>"
+    body = "".join(f"<tr><td><a href='#{anchor(rule)}'>{escape(rule)}</a></td>"
                    + "".join(f"<td class='xp-{s}'>{counts[rule][s]}</td>" if counts[rule][s] else "<td></td>"
                              for s in statuses) + "</tr>" for rule in rules)
     summary = f"{hosts} hosts" + (f", {unreachable} could not be checked" if unreachable else "")

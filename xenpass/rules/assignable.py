@@ -42,4 +42,10 @@ RULE = Rule(
     requires=("driver-pciback",),
     check=check,
     reads=("xl",),
+    passes=(
+        '`xl pci-assignable-list` lists the device, or it is attached to a running domU (`xl pci-list`, '
+        'reported as *attached*).'
+    ),
+    why='xl refuses to attach a device that the toolstack does not consider assignable.',
+    references=('xl(1): pci-assignable-list, pci-assignable-add, pci-list',),
 )

@@ -71,6 +71,10 @@ class Rule:
     check: Check = field(repr=False)
     # The fact sources it reads (xenpass.facts.host.SOURCES): when one is unknown, the rule is an error, not judged.
     reads: tuple[str, ...] = ()
+    # The catalogue (--list-rules, README, the HTML report): what passes, why it matters, where that is defined.
+    passes: str = ""
+    why: str = ""
+    references: tuple[str, ...] = ()
 
     def verdict(self, status: Status, reason: str, *evidence: Evidence, state: str | None = None) -> Verdict:
         return Verdict(self.id, status, reason, tuple(e for e in evidence if e.text), state)

@@ -48,4 +48,10 @@ RULE = Rule(
     requires=(),
     check=check,
     reads=("domu",),
+    passes=(
+        "the given domU config's `pci = [...]` names the device (skipped when no config is given and none in "
+        '`/etc/xen` names it).'
+    ),
+    why='the guest only receives the device if its configuration asks for it at creation.',
+    references=("xl.cfg(5): pci = [ 'BDF' ]", 'xl-pci-configuration(5)'),
 )

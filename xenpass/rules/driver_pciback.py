@@ -40,4 +40,7 @@ RULE = Rule(
     requires=(),
     check=check,
     reads=("sysfs", "kernel-modules"),
+    passes='`/sys/bus/pci/devices/BDF/driver` is `pciback`.',
+    why='only a device bound to pciback can be handed to a domU; any other driver means dom0 is using it now.',
+    references=('Linux Documentation/ABI/testing/sysfs-bus-pci', 'lspci(8) -k'),
 )

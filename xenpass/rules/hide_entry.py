@@ -70,4 +70,22 @@ RULE = Rule(
     requires=(),
     check=check,
     reads=("modules-load", "modprobe.d", "cmdline", "xen-pci", "kernel-modules", "sysfs"),
+    passes=(
+        "a `hide=` naming the device (or an upstream bridge) will reach xen-pciback at boot: Alpine's "
+        '`/etc/modules` line (the first line loading the module wins; a plain `xen_pciback` line before the '
+        '`hide=` line makes it a no-op), modprobe.d `options xen[-_]pciback hide=`, the kernel command line '
+        '(built-in pciback, or kmod); the grammar exactly as `pci_stub.c` parses it (a parse error stops the '
+        'module loading at all); no space inside the value; on systemd hosts `/etc/modules` takes no '
+        "arguments. Alpine's `xen-pci` service listing the device also passes."
+    ),
+    why=(
+        'xen-pciback seizes at load time only the devices its `hide=` parameter names; a hide entry that '
+        'never reaches the module leaves the device to its native driver after every reboot.'
+    ),
+    references=(
+        'Linux drivers/xen/xen-pciback/pci_stub.c (pcistub_init: the hide= grammar)',
+        'modprobe.d(5): options',
+        'modules-load.d(5)',
+        'Alpine wiki: Xen PCI Passthrough (the seed)',
+    ),
 )

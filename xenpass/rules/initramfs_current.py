@@ -101,4 +101,20 @@ RULE = Rule(
     requires=("native-driver-blacklisted",),
     check=check,
     reads=("sysfs", "kernel-modules", "modprobe.d", "initramfs"),
+    passes=(
+        "the running kernel's initramfs is newer than every modprobe.d file about the device's modules and "
+        'xen-pciback, and its embedded `etc/modprobe.d` holds the same lines (read on the host by '
+        "unmkinitramfs / lsinitrd / busybox cpio, or by xenpass's reader of newc over gzip, zstd, xz, lzma, "
+        'bzip2, lz4; early cpio in front).'
+    ),
+    why=(
+        "drivers for storage controllers load from the initramfs, before the root filesystem's modprobe.d is "
+        'visible: a blacklist that is not inside the image does not stop them.'
+    ),
+    references=(
+        'Linux init/initramfs.c and Documentation/driver-api/early-userspace/buffer-format.rst',
+        'initramfs-tools(7), unmkinitramfs(8)',
+        'mkinitfs(1)',
+        'dracut.conf(5), lsinitrd(1)',
+    ),
 )

@@ -110,4 +110,19 @@ RULE = Rule(
     requires=(),
     check=check,
     reads=("sysfs", "kernel-modules", "modprobe.d", "modules-load", "cmdline"),
+    passes=(
+        "the module that claims the device by its modalias (resolved through `modules.alias`, or lspci's "
+        '"Kernel modules") is blacklisted by its **real** name, or (kmod only) replaced by `install`, or '
+        'preceded by `softdep … pre: xen-pciback`; not built in; not loaded by name from `/etc/modules`.'
+    ),
+    why=(
+        'udev/mdev coldplug loads the native driver by modalias; whichever module binds first owns the '
+        'device, so pciback must win that race or the native driver must not load.'
+    ),
+    references=(
+        'modprobe.d(5): blacklist, install, softdep',
+        'kmod libkmod-config.c',
+        'busybox modutils/modprobe.c',
+        'Linux Documentation/ABI/testing/sysfs-bus-pci (modalias)',
+    ),
 )

@@ -34,4 +34,7 @@ RULE = Rule(
     requires=(),
     check=check,
     reads=("xl",),
+    passes="*warning level*: Xen's `xl info` `virt_caps` has `hvm_directio`/`pv_directio`.",
+    why="without an IOMMU, passthrough is either refused (HVM) or unsafe (PV): the guest's device can DMA anywhere.",
+    references=('xl(1): info (virt_caps)', 'Xen command line: iommu='),
 )
