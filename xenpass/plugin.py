@@ -45,6 +45,7 @@ from xenpass.targets import (
 )
 from xenpass.text import exception_line, safe_id, visible
 from xenpass.transport import CONTROL, runner_for
+from xenpass.waivers import Waiver, WaiverProblem, load_waivers
 
 CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
 RESULTS = pytest.StashKey[RunResults]()
@@ -74,6 +75,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          f"{COMPACT_ABOVE} tests) keeps them in the compliance JSON only, so huge fleets stay readable")
     group.addoption("--host-timeout", type=float, default=120.0, metavar="SECONDS",
                     help="give up on a host that has not answered after this long (default 120)")
+    group.addoption("--waivers", metavar="YAML",
+                    help="accepted failures: host glob, device, rule, reason, owner, expiry date (see README); an "
+                         "active one makes the failure an xfail, an expired one leaves it failing")
+    parser.addini("xenpass_waivers", help="as --waivers, from the ini file (relative to the ini file's directory)")
     group.addoption("--list-rules", action="store_true",
                     help="print the rule catalogue (id, severity, seed step, what passes, why, references) and exit")
     group.addoption("--gate-exit-codes", action="store_true",
@@ -127,6 +132,7 @@ def pytest_configure(config: pytest.Config) -> None:
     run = RunResults()
     try:  # bad input is a usage error before anything runs
         check_options(config)
+        run.waivers = waivers(config)
         run.targets = resolve_targets(config)
     except UsageProblem as exc:
         raise pytest.UsageError(visible(str(exc), keep_newlines=False)) from None
@@ -134,6 +140,18 @@ def pytest_configure(config: pytest.Config) -> None:
     from xenpass.report.html import CompactTable
 
     config.pluginmanager.register(CompactTable(run, config), COMPACT_TABLE)
+
+
+def waivers(config: pytest.Config) -> list[Waiver]:
+    path = config.getoption("waivers")
+    if not path and config.getini("xenpass_waivers"):
+        path = str(Path(config.inipath or config.rootpath).parent / config.getini("xenpass_waivers"))
+    if not path:
+        return []
+    try:
+        return load_waivers(path)
+    except WaiverProblem as exc:
+        raise UsageProblem(f"--waivers {exc}") from None
 
 
 def check_options(config: pytest.Config) -> None:
@@ -385,6 +403,14 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
     found = verdicts[rule_id]
     run.record(host_name, device, found)
     request.node.stash[VERDICT] = found
+    waiver = run.waiver(host_name, device, found)
+    if waiver is not None and not waiver.expired(run.today):
+        pytest.xfail(visible(f"[{rule_id}] waived until {waiver.expires} by {waiver.owner}: {waiver.reason} "
+                             f"(was: {found.reason})"))
+    if waiver is not None:  # expired: still a failure, which says since when
+        days = (run.today - waiver.expires).days
+        found = replace(found, reason=f"{waiver.describe()} expired on {waiver.expires} ({days} day(s) ago): "
+                                      f"{waiver.reason}\n\n{found.reason}")
     # after --fix: what the fix did to this device (the plan was made, and applied, before these verdicts)
     fix = device_fix(run, host_name, device) if request.config.getoption("fix") else None
     if fix is not None and fix.affects(rule_id):
@@ -511,6 +537,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             print_fix_summary(run, terminalreporter)
         except Exception as exc:
             terminalreporter.write_line(f"xenpass: could not print the --fix summary: {exception_line(exc)}")
+    for waiver in run.unused_waivers():  # a waiver for nothing hides nothing, but it should not linger
+        terminalreporter.write_line(visible(f"xenpass: warning: {waiver.describe()} matched no failure "
+                                            f"(expires {waiver.expires})", keep_newlines=False), yellow=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -518,7 +547,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     CONTROL.close()
 
 
-GATE_EXIT = {"compliant": 0, "non-compliant": 100, "could-not-check": 101}
+GATE_EXIT = {"compliant": 0, "waived": 0, "non-compliant": 100, "could-not-check": 101}
 
 
 @pytest.hookimpl(trylast=True)

@@ -184,7 +184,8 @@ def matrix_html(run: RunResults) -> str:
             rows.append(f"<tr><td>{shown(host.name)}</td><td colspan='{len(rules) + 1}' class='xp-error'>"
                         f"{shown(reason)}</td></tr>")
             continue
-        cells = "".join(cell(verdicts.get(r), run.compact) for r in rules)
+        cells = "".join(cell(verdicts.get(r), run.compact, run.status_label(host.name, bdf, verdicts[r])
+                             if r in verdicts else None) for r in rules)
         rows.append(f"<tr><td>{shown(host.name)}</td><td>{shown(str(bdf))}</td>{cells}</tr>")
     table = f"<table class='xp-matrix'><tr><th>host</th><th>device</th>{head}</tr>{''.join(rows)}</table>"
     unreachable = sum(1 for host in run.hosts or [] if host.error)
@@ -209,11 +210,13 @@ def tally_html(rows: list[tuple[HostResult, Bdf | None, dict[str, Verdict]]], ru
     return f"<p>{summary}</p><table class='xp-matrix'><tr><th>rule</th>{head}</tr>{body}</table>"
 
 
-def cell(verdict: Verdict | None, compact: bool = False) -> str:
+def cell(verdict: Verdict | None, compact: bool = False, status: str | None = None) -> str:
     if verdict is None:
         return "<td>—</td>"
-    label = verdict.status.value + (f" ({verdict.state})" if verdict.state and verdict.state != "assignable" else "")
-    return f"<td class='xp-{verdict.status.value}'{cell_title(verdict, compact)}>{shown(label)}</td>"
+    status = status or verdict.status.value
+    label = status + (f" ({verdict.state})" if verdict.state and verdict.state != "assignable" else "")
+    css = "skip" if status == "waived" else verdict.status.value
+    return f"<td class='xp-{css}'{cell_title(verdict, compact)}>{shown(label)}</td>"
 
 
 def cell_title(verdict: Verdict, compact: bool) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from contextlib import suppress
@@ -17,9 +18,11 @@ from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
 from xenpass.report.fixes import device_fix, fix_json
 from xenpass.rules import RULES
-from xenpass.rules.base import Context, Verdict
+from xenpass.rules.base import Context, Status, Verdict
 from xenpass.targets import HostResult, Target
 from xenpass.text import visible
+from xenpass.waivers import Waiver
+from xenpass.waivers import find as find_waiver
 
 
 @dataclass
@@ -35,6 +38,26 @@ class RunResults:
     applied: dict[tuple[str, Bdf], ApplyReport] = field(default_factory=dict)
     remaining: dict[tuple[str, Bdf], Plan] = field(default_factory=dict)  # after --fix: planned from the new facts
     image_cache: ImageCache | None = None  # what each host's initramfs holds, by host and image sha256
+    waivers: list[Waiver] = field(default_factory=list)
+    today: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
+
+    def waiver(self, host: str, bdf: Bdf, verdict: Verdict) -> Waiver | None:
+        """The waiver (active, else expired) for a failing verdict; only `fail` can be waived."""
+        if verdict.status != Status.FAIL:
+            return None
+        return find_waiver(self.waivers, host, bdf, verdict.rule, self.today)
+
+    def status_label(self, host: str, bdf: Bdf, verdict: Verdict) -> str:
+        """What a matrix cell says: the status, `waived` for an accepted failure, or that its waiver expired."""
+        waiver = self.waiver(host, bdf, verdict)
+        if waiver is None:
+            return verdict.status.value
+        return "fail (waiver expired)" if waiver.expired(self.today) else "waived"
+
+    def unused_waivers(self) -> list[Waiver]:
+        used = {self.waiver(host, bdf, v) for host, devices in self.reported.items() for bdf, verdicts in
+                devices.items() for v in verdicts.values()}
+        return [w for w in self.waivers if w not in used]
 
     def host(self, name: str) -> HostResult:
         return next(h for h in self.hosts or [] if h.name == name)
@@ -78,6 +101,8 @@ class RunResults:
         out: dict = {"schema_version": SCHEMA_VERSION, "tool": {"name": "xenpass", "version": __version__},
                      "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
                      "verdict": run_verdict(hosts), "summary": summary(hosts), "hosts": hosts}
+        if self.waivers:
+            out["unused_waivers"] = [w.to_json(self.today) for w in self.unused_waivers()]
         if self.collect_seconds is not None:
             out["collect_seconds"] = round(self.collect_seconds, 3)
         return shown(out)
@@ -99,18 +124,22 @@ class RunResults:
 
 
 SCHEMA_VERSION = 2
-HOST_VERDICTS = ("compliant", "non-compliant", "unreachable", "error", "no-devices")
+HOST_VERDICTS = ("compliant", "waived", "non-compliant", "unreachable", "error", "no-devices")
+DEVICE_VERDICTS = ("compliant", "waived", "non-compliant", "error")
 
 
 def device_verdict(rules: list[dict]) -> str:
-    """non-compliant when a rule failed (or is blocked by one that did); error when a rule could not be judged;
-    else compliant (pass, warn, skip)."""
+    """non-compliant when a rule failed without an active waiver (or is blocked); error when a rule could not
+    be judged; waived when every failure is waived; else compliant (pass, warn, skip)."""
     statuses = {r["status"] for r in rules}
-    if statuses & {"fail", "blocked"}:
+    fails = [r for r in rules if r["status"] == "fail"]
+    if any(not r.get("waiver") or r["waiver"]["expired"] for r in fails):
         return "non-compliant"
     if "error" in statuses or not rules:
         return "error"
-    return "compliant"
+    if "blocked" in statuses and not fails:
+        return "non-compliant"
+    return "waived" if fails else "compliant"
 
 
 def host_verdict(host: dict) -> str:
@@ -119,20 +148,23 @@ def host_verdict(host: dict) -> str:
     if not host["devices"]:
         return "no-devices"  # nothing was proven: not clean
     verdicts = {d["verdict"] for d in host["devices"]}
-    for worst in ("non-compliant", "error"):
+    for worst in ("non-compliant", "error", "waived"):
         if worst in verdicts:
             return worst
     return "compliant"
 
 
 def run_verdict(hosts: list[dict]) -> str:
-    """compliant only when every host is; non-compliant when any host is; else could-not-check."""
+    """compliant only when every host is (waived when some only by waivers); non-compliant when any host is;
+    else could-not-check."""
     verdicts = {h["verdict"] for h in hosts}
     if not hosts:
         return "could-not-check"
     if "non-compliant" in verdicts:
         return "non-compliant"
-    return "compliant" if verdicts == {"compliant"} else "could-not-check"
+    if verdicts <= {"compliant", "waived"}:
+        return "waived" if "waived" in verdicts else "compliant"
+    return "could-not-check"
 
 
 def summary(hosts: list[dict]) -> dict:
@@ -144,7 +176,7 @@ def summary(hosts: list[dict]) -> dict:
                 counts[rule["status"]] = counts.get(rule["status"], 0) + 1
     by_verdict = {v: sum(1 for h in hosts if h["verdict"] == v) for v in HOST_VERDICTS}
     devices = [d["verdict"] for h in hosts for d in h["devices"]]
-    by_device = {v: devices.count(v) for v in ("compliant", "non-compliant", "error")}
+    by_device = {v: devices.count(v) for v in DEVICE_VERDICTS}
     return {"hosts": {"total": len(hosts), **by_verdict}, "devices": {"total": len(devices), **by_device},
             "rules": rules}
 
@@ -196,6 +228,9 @@ def device_json(run: RunResults, host: str, bdf: Bdf, verdicts: dict[str, Verdic
     rules = []
     for verdict in verdicts.values():
         entry = verdict.to_json()
+        waiver = run.waiver(host, bdf, verdict)
+        if waiver is not None:
+            entry["waiver"] = waiver.to_json(run.today)
         if key in run.before:
             entry["before"] = run.before[key][verdict.rule].status.value
         if plan is not None and not plan.for_rule(verdict.rule).empty:

@@ -32,7 +32,9 @@ def print_matrix(run: RunResults, terminalreporter) -> None:
         cells = []
         for rule in rules:
             v = verdicts.get(rule)
-            cells.append(Text(v.status.value, style=COLOURS[v.status.value]) if v else Text("-"))
+            label = run.status_label(host.name, bdf, v) if v else "-"
+            style = "yellow" if label == "waived" else COLOURS[v.status.value] if v else ""
+            cells.append(Text(label, style=style))
         table.add_row(name, Text(str(bdf)), *cells)
     buffer = io.StringIO()
     # colours exactly when pytest's own output has them (a tty, --color=yes/no, NO_COLOR, PY_COLORS)
