@@ -1,3 +1,2 @@
-"""Root conftest: the xenpass pytest plugin serves both checks/ and the project's own tests."""
-
-pytest_plugins = ["xenpass.plugin"]
+"""Root conftest. The xenpass plugin is loaded through its pytest11 entry point (pyproject.toml), for checks/
+and the project's own tests alike."""

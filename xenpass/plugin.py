@@ -47,7 +47,18 @@ from xenpass.text import exception_line, safe_id, visible
 from xenpass.transport import CONTROL, runner_for
 from xenpass.waivers import Waiver, WaiverProblem, load_waivers
 
-CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
+
+def find_checks_dir() -> Path:
+    """checks/ of this source tree, or the installed copy the wheel ships as xenpass.checks."""
+    try:
+        import xenpass.checks
+
+        return Path(xenpass.checks.__file__).resolve().parent
+    except ImportError:
+        return Path(__file__).resolve().parent.parent / "checks"
+
+
+CHECKS_DIR = find_checks_dir()
 RESULTS = pytest.StashKey[RunResults]()
 COMPACT_TABLE = "xenpass-compact-table"  # the plugin that leaves passing rows out of compact HTML reports
 COMPACT_ABOVE = 2000  # tests; past this a per-test evidence dump makes the HTML too big to open
@@ -123,7 +134,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rule(id): the compliance rule a check proves")
     if not checks_mode(config):
         return
-    reports = Path(config.rootpath) / "reports"
+    root = Path(config.rootpath)
+    # the project's reports/ when run in its tree; else where the user stands (never into site-packages)
+    reports = (root if root == CHECKS_DIR.parent else Path(config.invocation_params.dir)) / "reports"
     if getattr(config.option, "htmlpath", "missing") is None:
         config.option.htmlpath = str(reports / "report.html")
         config.option.self_contained_html = True
@@ -392,6 +405,9 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
     host_name, device, rule_id = request.param
     run = results(request.config)
     host = run.host(host_name)
+    # JUnit XML (--junitxml) carries these as <property>: a CI system can group by rule, host and device
+    request.node.user_properties += [("xenpass_rule", rule_id), ("xenpass_host", visible(host_name)),
+                                     ("xenpass_device", str(device) if device else "")]
     if host.error:  # an error quotes the host (ssh stderr, a snapshot's path): shown, never obeyed
         pytest.fail(visible(f"{host_name}: {host.error}"), pytrace=False)
     if device is None:
@@ -402,6 +418,7 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
     verdicts = run.verdicts(host, device, lambda: evaluate(host.facts, device, Context(host.target.domus)))
     found = verdicts[rule_id]
     run.record(host_name, device, found)
+    request.node.user_properties += [("xenpass_status", found.status.value), ("xenpass_reason", visible(found.reason))]
     request.node.stash[VERDICT] = found
     waiver = run.waiver(host_name, device, found)
     if waiver is not None and not waiver.expired(run.today):

@@ -1,0 +1,1 @@
+"""The compliance suites users run: `pytest checks/`, `xenpass`, or `pytest --pyargs xenpass.checks`."""

@@ -1,0 +1,304 @@
+# xenpass collector: everything the rules need from one host, in one remote shell.
+# POSIX sh (dash, bash, busybox ash). Reading files and sysfs uses shell builtins only:
+# on a slow host every process start costs ~60 ms, so forks are counted and kept to ~10.
+# Output: sections framed by "==XP:$T:" lines; a section's payload ends with one extra "\n".
+T=__TOKEN__
+EXTRA_FILES=__EXTRA_FILES__
+KNOWN_IMAGES=__KNOWN_IMAGES__
+NL='
+'
+LC_ALL=C
+export LC_ALL
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+
+begin() { printf '==XP:%s:BEGIN %s\n' "$T" "$*"; }
+end() { printf '\n==XP:%s:END %s\n' "$T" "$1"; }
+fact() { printf '==XP:%s:FACT %s\n' "$T" "$*"; }
+
+# Print a file without forking, counting the bytes printed. The shell's read cannot carry a NUL byte:
+# when the count differs from the size stat(1) saw, the file is sent again as base64, exactly.
+dump() {
+  l=; n=0
+  while IFS= read -r l; do printf '%s\n' "$l"; n=$((n + ${#l} + 1)); done < "$1"
+  [ -z "$l" ] || { printf '%s' "$l"; n=$((n + ${#l})); }
+}
+
+# The size stat(1) reported for a path (empty when it did not).
+size_of() {
+  z=
+  while IFS=' ' read -r _ s _ _ _ p; do [ "$p" = "$1" ] && z=$s; done <<EOF_SIZES
+$st
+EOF_SIZES
+}
+
+file_section() {
+  if [ -f "$1" ] && [ -r "$1" ]; then
+    begin file "$1"; dump "$1"; end 0
+    case $1 in /proc/*|/sys/*) return ;; esac  # pseudo-files: stat's size is not their length
+    size_of "$1"
+    if [ -n "$z" ] && [ "$z" != "$n" ]; then exact "$1"; fi
+  elif [ -e "$1" ]; then
+    fact unreadable "$1"; unreadable=1
+  fi
+}
+
+# A file's exact bytes: base64 where the host has it, else od.
+exact() {
+  if command -v base64 >/dev/null 2>&1; then
+    begin exact-base64 "$1"; base64 < "$1"; end $?
+  else
+    begin exact-hex "$1"; od -An -v -tx1 < "$1"; end $?
+  fi
+}
+
+# Run a tool if it exists; stderr is kept (xl reports its errors there).
+cmd_section() {
+  name=$1; shift
+  if command -v "$1" >/dev/null 2>&1; then
+    begin cmd "$name"; "$@" 2>&1; end $?
+  else
+    fact notool "$name"
+  fi
+}
+
+# Physical path of a sysfs link, with the cd builtin instead of readlink(1).
+resolve() { r=; if cd -P "$1" 2>/dev/null; then r=$PWD; cd /; fi; }
+
+read -r release < /proc/sys/kernel/osrelease
+fact release "$release"
+if [ -r /proc/1/comm ]; then read -r init < /proc/1/comm; fact init "$init"; fi
+
+# Files: fixed paths plus every file of the directories that configure module loading.
+files=
+unreadable=
+# Configuration directories the shell cannot list (a non-root user): their files are unknown, not absent.
+for d in /etc/modprobe.d /run/modprobe.d /lib/modprobe.d /usr/lib/modprobe.d /etc/modules-load.d \
+         /run/modules-load.d /lib/modules-load.d /usr/lib/modules-load.d /etc/dracut.conf.d /etc/xen \
+         /etc/xen/auto /etc/initramfs-tools/conf.d /boot; do
+  if [ -d "$d" ] && { [ ! -r "$d" ] || [ ! -x "$d" ]; }; then fact unreadable "$d/"; unreadable=1; fi
+done
+for f in /etc/os-release /proc/cmdline /proc/modules /proc/mounts /proc/swaps /etc/modules /etc/modprobe.conf \
+         /proc/xen/capabilities /sys/hypervisor/type \
+         /etc/conf.d/xen-pci /etc/initramfs-tools/modules /etc/initramfs-tools/initramfs.conf \
+         /etc/mkinitfs/mkinitfs.conf /etc/dracut.conf /etc/default/grub /etc/update-extlinux.conf \
+         "/lib/modules/$release/modules.builtin" \
+         /etc/modprobe.d/* /run/modprobe.d/* /lib/modprobe.d/* /usr/lib/modprobe.d/* \
+         /etc/modules-load.d/* /run/modules-load.d/* /lib/modules-load.d/* /usr/lib/modules-load.d/* \
+         /etc/dracut.conf.d/* /etc/xen/*.cfg /etc/xen/auto/* /etc/initramfs-tools/conf.d/*; do
+  [ -f "$f" ] && files="$files
+$f"
+done
+files="$files
+$EXTRA_FILES"
+boot=
+for f in /boot/initramfs-* /boot/initrd.img-* /boot/initrd-* /boot/vmlinuz-* /boot/xen*; do
+  [ -e "$f" ] && boot="$boot
+$f"
+done
+
+# One stat(1) for every path: mtime, size, mode, owner.
+IFS='
+'
+set -f
+st=$(stat -c '%Y %s %a %u %g %n' $files $boot 2>/dev/null)
+set +f
+unset IFS
+begin cmd stat; printf '%s' "$st"; end 0
+
+blacklisted=
+IFS='
+'
+set -f  # the names are data: a path holding `[a]?` or `*` is that path, not a pattern
+for f in $files; do
+  unset IFS
+  file_section "$f"
+  case $f in
+    */modprobe.d/*|/etc/modprobe.conf)
+      [ -r "$f" ] || continue
+      while read -r word name _; do
+        case $word in blacklist|install|softdep|alias) ;; *) continue ;; esac
+        case $name in ''|*[!A-Za-z0-9_-]*) ;; *) blacklisted="$blacklisted|$name" ;; esac
+      done < "$f" ;;
+  esac
+done
+set +f
+unset IFS
+
+# PCI devices from sysfs: ids, modalias, bound driver, physical path (for parent bridges).
+aliases="pci:v\\*"
+for d in /sys/bus/pci/devices/*; do
+  [ -e "$d/vendor" ] || continue
+  read -r vendor < "$d/vendor"; read -r device < "$d/device"; read -r class < "$d/class"
+  modalias=; [ -r "$d/modalias" ] && read -r modalias < "$d/modalias"
+  resolve "$d/driver"; driver=$r
+  resolve "$d"; path=$r
+  fact pci "${d##*/}|$vendor|$device|$class|$modalias|${driver##*/}|$path"
+  # modules.alias spells ids in upper case, as the modalias does: match on its prefixes.
+  [ -n "$modalias" ] && aliases="$aliases|${modalias%%sv*}|${modalias%%d*}d\\*"
+done
+# Block devices: the PCI device each disk hangs off, its partitions, and the disks under device-mapper
+# and md devices, so a mount or swap can be traced to the controller it needs (never hide that one).
+for d in /sys/block/*; do
+  [ -e "$d" ] || continue
+  if [ -e "$d/device" ]; then resolve "$d/device"; fact block "${d##*/}|$r"; fi
+  for p in "$d/${d##*/}"*; do if [ -e "$p/partition" ]; then fact partition "${d##*/}|${p##*/}"; fi; done
+  for s in "$d"/slaves/*; do if [ -e "$s" ]; then fact slave "${d##*/}|${s##*/}"; fi; done
+  if [ -r "$d/dm/name" ]; then read -r n < "$d/dm/name"; fact dmname "${d##*/}|$n"; fi
+done
+
+# pciback: driver, slots, live parameters; "builtin" when the module has no initstate.
+if [ -d /sys/bus/pci/drivers/pciback ]; then
+  fact pciback_driver present
+  file_section /sys/bus/pci/drivers/pciback/slots
+fi
+if [ -d /sys/module/xen_pciback ]; then
+  if [ -e /sys/module/xen_pciback/initstate ]; then fact pciback_module loadable; else fact pciback_module builtin; fi
+  for p in /sys/module/xen_pciback/parameters/*; do file_section "$p"; done
+fi
+if [ -d /etc/runlevels ]; then
+  for s in /etc/runlevels/*/*; do [ -e "$s" ] && fact runlevel "${s#/etc/runlevels/}"; done
+fi
+for s in /etc/systemd/system/*.wants/*; do [ -e "$s" ] && fact systemd_wants "${s#/etc/systemd/system/}"; done
+
+# Module aliases that can claim these devices, or that blacklist lines name.
+alias_file=/lib/modules/$release/modules.alias
+if [ -r "$alias_file" ]; then
+  begin cmd modules.alias
+  grep -E "^alias (${aliases}|(x${blacklisted}) )" "$alias_file"
+  end 0
+fi
+
+for m in /sbin/modprobe /usr/sbin/modprobe /bin/modprobe /usr/bin/modprobe; do
+  [ -e "$m" ] && { cmd_section "readlink modprobe" readlink -f "$m"; break; }
+done
+cmd_section "lspci -k" lspci -k
+if command -v dmesg >/dev/null 2>&1; then
+  begin cmd dmesg; dmesg 2>&1 | grep -iE 'pciback|pci_devs_to_hide|pci-stub'; end 0
+fi
+if command -v xl >/dev/null 2>&1; then
+  cmd_section "xl info" xl info
+  cmd_section "xl pci-assignable-list" xl pci-assignable-list
+  domains=$(xl list 2>&1); rc=$?
+  begin cmd "xl list"; printf '%s' "$domains"; end $rc
+  # Devices attached to running domUs leave pci-assignable-list: ask each domain.
+  while read -r name id _; do
+    case $id in ''|*[!0-9]*) continue ;; 0) continue ;; esac
+    cmd_section "xl pci-list $name" xl pci-list "$name"
+  done <<EOF_DOMAINS
+$domains
+EOF_DOMAINS
+fi
+
+# The initramfs of the running kernel. Its sha256 first: an image this host already showed us (same
+# hash) is not read again. Otherwise the host's own tool unpacks it into a private temporary directory and
+# only what the rules read crosses the wire: the modprobe/module-list files and the module names. With no
+# such tool, or when the tool fails, the image is sent whole for the local reader (which models the kernel).
+image_files() {  # $1: unpacked root
+  find "$1" -type f \( -path "$1/etc/modprobe.conf" -o -path "$1/conf/modules" -o -path "$1/etc/modules" \
+    -o -path "$1/etc/modprobe.d/*" -o -path "$1/run/modprobe.d/*" -o -path "$1/lib/modprobe.d/*" \
+    -o -path "$1/usr/lib/modprobe.d/*" -o -path "$1/usr/local/lib/modprobe.d/*" \) 2>/dev/null
+}
+
+# The wanted files as cpio patterns, with and without the "./" that `find . | cpio -o` writes.
+IMAGE_PATTERNS=
+for p in etc/modprobe.conf conf/modules etc/modules 'etc/modprobe.d/*' 'run/modprobe.d/*' 'lib/modprobe.d/*' \
+         'usr/lib/modprobe.d/*' 'usr/local/lib/modprobe.d/*'; do
+  IMAGE_PATTERNS="$IMAGE_PATTERNS $p ./$p"
+done
+
+decompressors() {  # $1: image; the commands that may decompress it, by its magic, one per line
+  case $(od -An -tx1 -N4 "$1" 2>/dev/null | tr -d ' ') in
+    1f8b*) printf '%s\n' "gzip -dc" zcat ;;
+    28b52ffd) printf '%s\n' "zstd -dcq" zstdcat ;;
+    fd377a58) printf '%s\n' "xz -dc" xzcat ;;
+    02214c18) printf '%s\n' "lz4 -dc" lz4cat ;;
+    425a68*) printf '%s\n' "bzip2 -dc" bzcat ;;
+    5d0000*) printf '%s\n' lzcat "unlzma -c" ;;
+  esac
+}
+
+# `$dec < $1 | cpio ARGS` in directory $2; fails when either side did (the marker carries the left side's).
+through_cpio() {
+  img=$1; dir=$2; shift 2
+  rm -f "$dir.failed"
+  (cd "$dir" && { $dec < "$img" 2>/dev/null || : > "$dir.failed"; } | cpio "$@" 2>/dev/null) && [ ! -e "$dir.failed" ]
+}
+
+# Unpack $1 into $2 with the host's own tool; prints the tool's name, fails when there is none or it failed.
+host_unpack() {
+  if command -v unmkinitramfs >/dev/null 2>&1; then
+    unmkinitramfs "$1" "$2" >/dev/null 2>&1 && echo unmkinitramfs
+  elif command -v lsinitrd >/dev/null 2>&1; then
+    mkdir -p "$2" && (cd "$2" && lsinitrd --unpack "$1") >/dev/null 2>&1 && echo lsinitrd
+  elif [ -e /sbin/mkinitfs ] && command -v cpio >/dev/null 2>&1; then
+    # Alpine: mkinitfs writes one compressed cpio stream. List it first and refuse names that climb out
+    # (busybox cpio strips a leading / but follows ../), then extract only the wanted files: a symlink
+    # member is never a parent of what is written, since only the files themselves are matched.
+    mkdir -p "$2" || return 1
+    found=
+    while IFS= read -r dec; do
+      [ -n "$dec" ] && through_cpio "$1" "$2" -t > "$2.list" && found=1 && break
+    done <<EOF_DEC
+$(decompressors "$1")
+EOF_DEC
+    [ -n "$found" ] || return 1
+    names=$(cat "$2.list")
+    case "$NL$names$NL" in *"$NL../"*|*"/../"*|*"/..$NL"*|*"$NL..$NL"*) return 1 ;; esac
+    set -f
+    through_cpio "$1" "$2" -id $IMAGE_PATTERNS || { set +f; return 1; }
+    set +f
+    echo "$dec | cpio"
+  else
+    return 1
+  fi
+}
+
+host_read_image() {  # $1: image, $2: its sha256
+  tmp=$(mktemp -d 2>/dev/null) || return 1
+  if ! tool=$(host_unpack "$1" "$tmp/root"); then rm -rf "$tmp"; return 1; fi
+  roots="$tmp/root"
+  # unmkinitramfs puts an image of several archives in early/, early2/, ... and main/: the kernel lays
+  # them over each other in that order.
+  if [ -d "$tmp/root/main" ] && [ -d "$tmp/root/early" ]; then
+    roots=
+    for r in "$tmp"/root/early "$tmp"/root/early[0-9]* "$tmp/root/main"; do [ -d "$r" ] && roots="$roots $r"; done
+  fi
+  begin image-host "$1"
+  printf 'sha256 %s\ntool %s\n' "$2" "$tool"
+  if [ -f "$tmp/root.list" ]; then  # extracted selectively: the names come from the listing
+    printf 'segment root %s\n' "$(($(wc -l < "$tmp/root.list") + 1))"
+    while IFS= read -r m; do case ${m##*/} in *.ko*) printf 'module %s\n' "${m##*/}" ;; esac; done < "$tmp/root.list"
+  else
+    for r in $roots; do
+      printf 'segment %s %s\n' "${r##*/}" "$(find "$r" | wc -l)"
+      find "$r" -type f -name '*.ko*' | while IFS= read -r m; do printf 'module %s\n' "${m##*/}"; done
+    done
+  fi
+  end 0
+  for r in $roots; do
+    image_files "$r" | while IFS= read -r f; do
+      begin image-file "$1|${r##*/}|${f#"$r"/}"; base64 < "$f"; end $?
+    done
+  done
+  rm -rf "$tmp"
+}
+
+flavor=${release##*-}
+for img in "/boot/initrd.img-$release" "/boot/initramfs-$release.img" "/boot/initramfs-$flavor"; do
+  [ -f "$img" ] && [ -r "$img" ] || continue
+  sha=$(sha256sum < "$img" 2>/dev/null); sha=${sha%% *}
+  case $sha in ????????????????????????????????????????????????????????????????) ;; *) sha= ;; esac
+  if [ -n "$sha" ]; then
+    fact image_sha256 "$img|$sha"
+    case "$NL$KNOWN_IMAGES$NL" in *"$NL$sha$NL"*) fact known_image "$img"; continue ;; esac
+    host_read_image "$img" "$sha" && continue
+  fi
+  if command -v base64 >/dev/null 2>&1; then
+    begin base64 "$img"; base64 < "$img"; end $?
+  else
+    begin hex "$img"; od -An -v -tx1 < "$img"; end $?
+  fi
+done
+# Who could not read what: the report tells the user to run with --sudo.
+[ -z "$unreadable" ] || fact user "$(id -un 2>/dev/null || echo "uid $(id -u)")"
+exit 0

@@ -1,0 +1,1 @@
+"""Pure parsers: bytes or text in, typed values out."""

@@ -1,0 +1,1 @@
+"""Reports: the run's results, the HTML extras and matrix, the compliance JSON, the terminal table."""

@@ -1,0 +1,128 @@
+"""native-driver-blacklisted — seed step 5: the device's real native driver cannot claim it first."""
+
+from __future__ import annotations
+
+from xenpass.facts.host import PCIBACK, HostFacts
+from xenpass.parse.bdf import Bdf
+from xenpass.parse.modprobe import normalize_module
+from xenpass.rules.base import Context, Evidence, Rule, Status, Verdict, command_evidence, where
+
+
+def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
+    evidence = device_evidence(facts, bdf)
+    if bdf not in facts.pci and bdf not in facts.lspci:
+        return RULE.verdict(Status.FAIL, f"{bdf} is not on this host (not in /sys/bus/pci/devices), so its "
+                                         "native driver cannot be resolved", *evidence)
+    natives = facts.native_modules(bdf)
+    if not natives:
+        if not facts.aliases and not facts.lspci:
+            return RULE.verdict(Status.ERROR, f"cannot resolve the native driver: /lib/modules/{facts.kernel}/"
+                                             "modules.alias is unreadable and lspci -k is unavailable", *evidence)
+        return RULE.verdict(Status.PASS, f"no module of kernel {facts.kernel} claims {bdf} by its modalias",
+                            *evidence)
+    evidence += blacklist_evidence(facts, natives)
+    problems, guards = [], []
+    for module in natives:
+        guard, why = prevention(facts, module)
+        (guards if guard else problems).append(why)
+    if problems:
+        return RULE.verdict(Status.FAIL, "; ".join(problems), *evidence)
+    return RULE.verdict(Status.PASS, "; ".join(guards), *evidence)
+
+
+def prevention(facts: HostFacts, module: str) -> tuple[bool, str]:
+    """Whether `module` is kept from claiming the device at boot, and the reason either way."""
+    kmod = facts.modprobe_impl == "kmod"
+    if module in facts.builtin_modules:
+        return False, f"{module} is built into kernel {facts.kernel}: no blacklist can stop it"
+    # kmod applies softdep and install to every load, by alias or by name: checked before loads by name
+    for d in facts.directives("install", module) + facts.directives("softdep", module):
+        if not kmod:
+            continue
+        preloads = PCIBACK in normalize_module(d.args)
+        if d.keyword == "softdep" and preloads and "pre:" in d.args:
+            return True, f"xen-pciback is loaded before {module} by `{d.raw.strip()}` ({where(d.source, d.lineno)})"
+        if d.keyword == "install" and (preloads or "--ignore-install" not in d.args):
+            return True, f"{module} is replaced by `{d.raw.strip()}` ({where(d.source, d.lineno)})"
+    explicit = [ln for ln in facts.module_load_lines + facts.initramfs_modules if normalize_module(ln.module) == module]
+    if explicit:
+        at = where(explicit[0].source, explicit[0].lineno)
+        return False, (f"{module} is loaded by name at {at}; a blacklist only stops loading by alias, "
+                       "so remove that line")
+    for d in facts.directives("blacklist", module):
+        return True, f"{module} is blacklisted at {where(d.source, d.lineno)}"
+    for name, value in facts.cmdline:
+        if kmod and name == "modprobe.blacklist" and module in [normalize_module(m) for m in (value or "").split(",")]:
+            return True, f"{module} is blacklisted by modprobe.blacklist= on the kernel command line"
+    return False, missing_reason(facts, module)
+
+
+def missing_reason(facts: HostFacts, module: str) -> str:
+    reasons = [f"nothing stops {module} from claiming the device at boot"]
+    for d in facts.directives("blacklist"):
+        name = normalize_module(d.module)
+        if name != module and module in facts.real_modules(name):
+            reasons = [f"`{d.raw.strip()}` ({where(d.source, d.lineno)}) has no effect: {d.module} is only an alias "
+                       f"of {module} on kernel {facts.kernel} (modules.alias: `alias {d.module} {module}`), and "
+                       f"modprobe compares blacklist entries with real module names; blacklist {module} instead"]
+    if facts.modprobe_impl != "kmod":
+        for d in facts.directives("install", module) + facts.directives("softdep", module):
+            reasons.append(f"`{d.raw.strip()}` ({where(d.source, d.lineno)}) is ignored: busybox modprobe "
+                           "understands only alias, options, include and blacklist")
+    return "; ".join(reasons)
+
+
+def device_evidence(facts: HostFacts, bdf: Bdf) -> list[Evidence]:
+    out = []
+    dev = facts.pci.get(bdf)
+    if dev is not None:
+        out.append(Evidence(f"/sys/bus/pci/devices/{bdf}/modalias", dev.modalias or "(none)"))
+    if bdf in facts.lspci:
+        out.append(command_evidence(facts, "lspci -k", facts.lspci[bdf].raw))
+    matching = [f"alias {a.pattern} {a.module}" for a in facts.aliases
+                if dev and dev.modalias and a.module in [normalize_module(m) for m in facts.native_modules(bdf)]
+                and a.pattern.startswith("pci:")]
+    if matching:
+        out.append(Evidence(f"/lib/modules/{facts.kernel}/modules.alias", "\n".join(matching[:8])))
+    return out
+
+
+def blacklist_evidence(facts: HostFacts, natives: tuple[str, ...]) -> list[Evidence]:
+    names = set(natives)
+    lines: dict[str, list[str]] = {}
+    for d in facts.modprobe:
+        mod = normalize_module(d.module)
+        if d.keyword in ("blacklist", "install", "softdep") and (mod in names or names & set(facts.real_modules(mod))):
+            lines.setdefault(d.source, []).append(f"{d.lineno}: {d.raw.strip()}")
+    out = [Evidence(source, "\n".join(text)) for source, text in lines.items()]
+    symbolic = [f"alias {a.pattern} {a.module}" for a in facts.aliases
+                if not a.pattern.startswith("pci:") and normalize_module(a.module) in names]
+    if symbolic:
+        out.append(Evidence(f"/lib/modules/{facts.kernel}/modules.alias", "\n".join(symbolic)))
+    return out
+
+
+RULE = Rule(
+    id="native-driver-blacklisted",
+    title="conflicting native driver blacklisted",
+    severity="critical",
+    step="5: blacklist the device's native driver so pciback can claim it first",
+    requires=(),
+    check=check,
+    reads=("sysfs", "kernel-modules", "modprobe.d", "modules-load", "cmdline"),
+    passes=(
+        "the module that claims the device by its modalias (resolved through `modules.alias`, or lspci's "
+        '"Kernel modules") is blacklisted by its **real** name, or (kmod only) replaced by `install`, or '
+        'preceded by `softdep … pre: xen-pciback`; not built in; not loaded by name from `/etc/modules`.'
+    ),
+    why=(
+        'udev/mdev coldplug loads the native driver by modalias; whichever module binds first owns the '
+        'device, so pciback must win that race or the native driver must not load.'
+    ),
+    references=(
+        'modprobe.d(5): blacklist, install, softdep',
+        'kmod libkmod-config.c',
+        'busybox modutils/modprobe.c',
+        'Linux Documentation/ABI/testing/sysfs-bus-pci (modalias)',
+    ),
+)
