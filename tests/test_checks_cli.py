@@ -38,7 +38,8 @@ def test_demo_snapshots_broken_fails_fixed_passes(tmp_path):
     page = (tmp_path / "r.html").read_text()
     assert page.count("Compliance matrix") == 1
     # the per-rule tally above the matrix: one host passes, the other fails
-    assert "<td>native-driver-blacklisted</td><td class='xp-pass'>1</td><td class='xp-fail'>1</td>" in page
+    assert ("<td><a href='#rule-native-driver-blacklisted'>native-driver-blacklisted</a></td>"
+            "<td class='xp-pass'>1</td><td class='xp-fail'>1</td>") in page
     assert "<details open><summary>host × device × rule (2 rows)</summary>" in page
 
 

@@ -157,8 +157,9 @@ def test_terminal_matrix_on_a_tty_has_only_richs_own_colours():
 
 # -- HTML ----------------------------------------------------------------------------------------------------
 
-MATRIX_TAGS = {"style", "h2", "p", "table", "tr", "th", "td", "details", "summary"}
-MATRIX_ATTRS = {"class", "colspan", "title", "open"}
+MATRIX_TAGS = {"style", "h2", "p", "table", "tr", "th", "td", "details", "summary",
+               "a", "dl", "dt", "dd", "code", "span", "b", "ul", "li"}  # the rule catalogue and links to it
+MATRIX_ATTRS = {"class", "colspan", "title", "open", "href", "id"}
 
 
 @settings(max_examples=150, deadline=None)
