@@ -84,7 +84,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report-detail", choices=("auto", "full", "compact"), default="auto",
                     help="HTML detail: full puts evidence and plans on every test; compact (auto above "
                          f"{COMPACT_ABOVE} tests) keeps them in the compliance JSON only, so huge fleets stay readable")
-    group.addoption("--host-timeout", type=float, default=120.0, metavar="SECONDS",
+    group.addoption("--host-timeout", type=float, default=None, metavar="SECONDS",
                     help="give up on a host that has not answered after this long (default 120)")
     group.addoption("--waivers", metavar="YAML",
                     help="accepted failures: host glob, device, rule, reason, owner, expiry date (see README); an "
@@ -97,17 +97,57 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "but some could not be checked (unreachable, error, no device); pytest's codes otherwise")
     parser.addini("xenpass_gate_exit_codes", type="bool", default=False,
                   help="as --gate-exit-codes, from the ini file")
-    group.addoption("--max-hosts", type=int, default=DEFAULT_MAX_HOSTS, metavar="N",
+    group.addoption("--max-hosts", type=int, default=None, metavar="N",
                     help=f"collect at most N hosts at once (default {DEFAULT_MAX_HOSTS}; lowered to what the "
                          "open-file limit allows)")
     group.addoption("--image-cache", metavar="DIR|off",
                     help="where to remember what each host's initramfs holds, by host and image sha256, so an "
                          "unchanged image is never read or sent again (default $XENPASS_CACHE_DIR, else "
                          "$XDG_CACHE_HOME/xenpass or ~/.cache/xenpass); off: read it every run")
-    group.addoption("--step-timeout", type=float, default=900.0, metavar="SECONDS",
+    group.addoption("--step-timeout", type=float, default=None, metavar="SECONDS",
                     help="with --fix: end a remote step (an edit, an initramfs rebuild) after this long and "
                          "report it as failed, with its rollback (default 900)")
+    for ini, (_, kind, _, what) in INI_SETTINGS.items():
+        parser.addini(ini, type=kind, help=f"{what} (the command line overrides it)")
 
+
+# Defaults from the ini file ([tool.pytest.ini_options], pytest.ini): option dest -> (ini key, ini type,
+# built-in default, help). Paths are relative to the ini file; the command line always wins.
+INI_SETTINGS: dict[str, tuple[str, str, object, str]] = {
+    "xenpass_inventory": ("inventory", "string", None, "--inventory: the hosts YAML"),
+    "xenpass_devices": ("device", "linelist", [], "--device: the devices to check, one per line"),
+    "xenpass_compliance_json": ("compliance_json", "string", None, "--compliance-json: where the JSON goes"),
+    "xenpass_html": ("htmlpath", "string", None, "--html: where the HTML report goes"),
+    "xenpass_host_timeout": ("host_timeout", "string", 120.0, "--host-timeout: seconds"),
+    "xenpass_step_timeout": ("step_timeout", "string", 900.0, "--step-timeout: seconds"),
+    "xenpass_max_hosts": ("max_hosts", "string", DEFAULT_MAX_HOSTS, "--max-hosts: hosts collected at once"),
+    "xenpass_image_cache": ("image_cache", "string", None, "--image-cache: DIR or off"),
+}
+PATH_SETTINGS = {"inventory", "compliance_json", "htmlpath", "image_cache"}
+NUMBER_SETTINGS = {"host_timeout": float, "step_timeout": float, "max_hosts": int}
+
+
+def apply_ini_settings(config: pytest.Config) -> None:
+    """Fill every option the command line left unset from the ini file, then from the built-in default."""
+    base = Path(config.inipath).parent if config.inipath else Path(config.invocation_params.dir)
+    for ini, (dest, _, default, _) in INI_SETTINGS.items():
+        if getattr(config.option, dest, None) not in (None, []):
+            continue  # given on the command line
+        value = config.getini(ini)
+        if value in ("", [], None):
+            if default is not None and dest != "htmlpath":
+                setattr(config.option, dest, default)
+            continue
+        if dest in NUMBER_SETTINGS:
+            try:
+                value = NUMBER_SETTINGS[dest](value)
+            except ValueError:
+                raise UsageProblem(f"{ini} = {value!r} in {config.inipath}: not a number") from None
+        elif dest in PATH_SETTINGS and value != "off":
+            value = str(base / value)
+        setattr(config.option, dest, value)
+        if dest == "htmlpath":
+            config.option.self_contained_html = True
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.getoption("list_rules"):
@@ -134,6 +174,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rule(id): the compliance rule a check proves")
     if not checks_mode(config):
         return
+    try:
+        apply_ini_settings(config)
+    except UsageProblem as exc:
+        raise pytest.UsageError(visible(str(exc), keep_newlines=False)) from None
     root = Path(config.rootpath)
     # the project's reports/ when run in its tree; else where the user stands (never into site-packages)
     reports = (root if root == CHECKS_DIR.parent else Path(config.invocation_params.dir)) / "reports"
@@ -158,7 +202,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def waivers(config: pytest.Config) -> list[Waiver]:
     path = config.getoption("waivers")
     if not path and config.getini("xenpass_waivers"):
-        path = str(Path(config.inipath or config.rootpath).parent / config.getini("xenpass_waivers"))
+        base = Path(config.inipath).parent if config.inipath else Path(config.invocation_params.dir)
+        path = str(base / config.getini("xenpass_waivers"))
     if not path:
         return []
     try:
