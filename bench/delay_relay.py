@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -55,13 +56,21 @@ def main() -> None:
             view = view[os.write(1, view):]
 
     sent, received = [0], [0]
+    if len(sys.argv) > 4:
+        # ssh ends its ProxyCommand with SIGHUP when the connection closes: count on the way out
+        def record(*_: object) -> None:
+            with open(sys.argv[4], "a") as out:
+                out.write(f"{sent[0]} {received[0]}\n")
+            os._exit(0)
+
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(sig, record)
     up = threading.Thread(target=pump, args=(lambda n: os.read(0, n), sock.sendall, delay, sent), daemon=True)
     up.start()
     pump(sock.recv, to_stdout, delay, received)
     sock.close()
     if len(sys.argv) > 4:
-        with open(sys.argv[4], "a") as out:
-            out.write(f"{sent[0]} {received[0]}\n")
+        record()
 
 
 if __name__ == "__main__":

@@ -90,6 +90,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="accepted failures: host glob, device, rule, reason, owner, expiry date (see README); an "
                          "active one makes the failure an xfail, an expired one leaves it failing")
     parser.addini("xenpass_waivers", help="as --waivers, from the ini file (relative to the ini file's directory)")
+    group.addoption("--fix-export", metavar="DIR",
+                    help="write each device's fix plan as DIR/HOST/BDF/fix.sh (POSIX, same guards and backups as "
+                         "--fix, skips what is already applied) and plan.json, for review and later application")
     group.addoption("--list-rules", action="store_true",
                     help="print the rule catalogue (id, severity, seed step, what passes, why, references) and exit")
     group.addoption("--gate-exit-codes", action="store_true",
@@ -228,8 +231,9 @@ def check_options(config: pytest.Config) -> None:
                          ("--compliance-json", config.getoption("compliance_json"))):
         if path:
             check_writable_file(option, Path(path))
-    if config.getoption("record"):
-        check_writable_dir("--record", Path(config.getoption("record")))
+    for option in ("record", "fix_export"):
+        if config.getoption(option):
+            check_writable_dir("--" + option.replace("_", "-"), Path(config.getoption(option)))
 
 
 def check_writable_file(option: str, path: Path) -> None:
@@ -372,6 +376,32 @@ def image_cache(config: pytest.Config) -> ImageCache | None:
     if value == "off":
         return None
     return ImageCache(Path(value) if value else default_directory())
+
+
+def export_fixes(run: RunResults, directory: Path) -> list[Path]:
+    """One fix.sh (and plan.json) per host x device with steps, planned from the facts collected before any --fix."""
+    import json
+
+    from xenpass.fix.apply import stamp
+    from xenpass.fix.export import fix_script
+    from xenpass.text import safe_file_stem
+
+    written, when = [], stamp()
+    for host in run.hosts or []:
+        for bdf in sorted(run.reported.get(host.name, {})):
+            if host.facts is None:
+                continue
+            plan = run.plan(host, bdf)
+            if not plan.steps:
+                continue
+            target = directory / safe_file_stem(host.name) / str(bdf).replace(":", "_")
+            target.mkdir(parents=True, exist_ok=True)
+            script = target / "fix.sh"
+            script.write_text(fix_script(plan, str(bdf), when, host.facts.raw.collected_at))
+            script.chmod(0o700)
+            (target / "plan.json").write_text(json.dumps(plan.to_json(), indent=1) + "\n")
+            written.append(script)
+    return written
 
 
 def fix_only(config: pytest.Config) -> set[str] | None:
@@ -599,6 +629,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             print_fix_summary(run, terminalreporter)
         except Exception as exc:
             terminalreporter.write_line(f"xenpass: could not print the --fix summary: {exception_line(exc)}")
+    if config.getoption("fix_export"):
+        try:
+            written = export_fixes(run, Path(config.getoption("fix_export")))
+            terminalreporter.write_line(visible(f"xenpass: fix export: {len(written)} fix.sh written under "
+                                                f"{config.getoption('fix_export')}", keep_newlines=False))
+        except Exception as exc:
+            terminalreporter.write_line(f"xenpass: could not export the fix plans: {exception_line(exc)}")
     for waiver in run.unused_waivers():  # a waiver for nothing hides nothing, but it should not linger
         terminalreporter.write_line(visible(f"xenpass: warning: {waiver.describe()} matched no failure "
                                             f"(expires {waiver.expires})", keep_newlines=False), yellow=True)

@@ -163,3 +163,35 @@ def test_fix_on_a_snapshot_plans_but_cannot_apply(tmp_path):
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "snapshot target: the plan is shown, nothing can be applied" in done.stderr
+
+
+def test_an_exported_fix_sh_makes_the_host_compliant_and_a_second_run_changes_nothing(node03, tmp_path):
+    """--fix-export: the plan as a POSIX script a change review can approve; run by hand over ssh, it does what
+    --fix does, and run again it finds everything applied and changes nothing."""
+    root, _, server = node03
+    exported = tmp_path / "export"
+    done = subprocess.run([sys.executable, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider",
+                           "--hosts=ssh://node03", f"--ssh-config={server.ssh_config}", "--device=01:00.0",
+                           "--domu=/etc/xen/nas.cfg", f"--fix-export={exported}",
+                           f"--compliance-json={tmp_path / 'c.json'}", f"--html={tmp_path / 'r.html'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env_without_ssh_agent())
+    assert done.returncode == 1 and "fix export: 1 fix.sh written" in done.stdout, done.stdout[-2000:]
+    script = exported / "node03" / "0000_01_00.0" / "fix.sh"
+    assert json.loads((script.parent / "plan.json").read_text())["steps"]
+    untouched = tree(root)
+
+    def run_it() -> subprocess.CompletedProcess:
+        return subprocess.run(["ssh", "-F", str(server.ssh_config), "node03", "sh -s"], input=script.read_bytes(),
+                              capture_output=True, timeout=300, env=env_without_ssh_agent())
+
+    first = run_it()
+    assert first.returncode == 0, first.stderr.decode()[-2000:]
+    assert b"xenpass: backup /etc/modprobe.d/" in first.stderr or b"xenpass: backup /boot/" in first.stderr
+    assert tree(root) != untouched
+    _, after = judge(connect("ssh://node03", ssh_config=str(server.ssh_config)))
+    assert set(after.values()) == {"pass"}, after
+    applied = tree(root)
+    second = run_it()
+    assert second.returncode == 0, second.stderr.decode()[-2000:]
+    assert b"already applied" in second.stderr and b"skipped, no file changed" in second.stderr
+    assert tree(root) == applied  # nothing changed, not even a new backup

@@ -1,0 +1,76 @@
+"""A fix plan as an artifact: a POSIX `fix.sh` a change-review process can read, approve and run as root.
+
+It runs the very scripts `--fix` sends (xenpass.fix.apply): every host path quoted by the one quoting path,
+the content guard (a file that changed since the facts were collected is left alone), a backup beside the
+resolved file before it is replaced, stop at the first failure. Added for a script that may be run twice:
+an edit whose file already holds the new content is skipped, and the plan's commands (initramfs rebuild,
+`xl pci-assignable-add`) run only when an edit of this run changed a file, or when the plan has no edit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from xenpass.fix.apply import BACKUP_FOR_COMMAND, EDIT_EXISTING, EDIT_NEW, assign, parent, q
+from xenpass.fix.base import Command, FileEdit, Plan
+from xenpass.text import as_bytes, visible
+
+READABLE_SAY = ("say() { case $1 in B) printf 'xenpass: backup %s\\n' \"$2\" >&2 ;; "
+                "T) printf 'xenpass: file %s\\n' \"$2\" >&2 ;; esac; }")
+NUL_SAY = "say() { printf '%s%s\\0' \"$1\" \"$2\"; }"
+
+HEADER = """#!/bin/sh
+# xenpass fix for {host} {bdf}, planned {when} from facts collected {collected}.
+# Review, then run as root on that host: sh fix.sh. Stops at the first failing step. Every file is backed up
+# beside the file it resolves to (.NAME.xenpass-{when}) before it is replaced; to roll back, move each
+# "backup" printed below over its "file", last step first.
+set -u
+changed=
+stop() {{ printf 'xenpass: step %s failed (exit %s): %s\\n' "$1" "$2" "$3" >&2; exit "$2"; }}
+"""
+
+
+def step_label(step: FileEdit | Command) -> str:
+    return f"edit {step.path}" if isinstance(step, FileEdit) else f"run {' '.join(step.argv)}"
+
+
+def edit_script(step: FileEdit, when: str) -> str:
+    payload = base64.b64encode(as_bytes(step.after)).decode()
+    if step.before is None:
+        name = step.path.rsplit("/", 1)[1]
+        tmp = f"{parent(step.path).rstrip('/')}/.{name}.xenpass-new-{when}"
+        return assign(p=step.path, directory=parent(step.path), tmp=tmp, payload=payload) + EDIT_NEW
+    digest = hashlib.sha256(as_bytes(step.before)).hexdigest()
+    return assign(p=step.path, digest=digest, payload=payload, when=when) + EDIT_EXISTING
+
+
+def already_done(step: FileEdit) -> str:
+    """A shell test: the file already holds the plan's new content."""
+    after = hashlib.sha256(as_bytes(step.after)).hexdigest()
+    return f"[ \"$(sha256sum < {q(step.path)} 2>/dev/null | cut -c1-64)\" = {q(after)} ]"
+
+
+def fix_script(plan: Plan, bdf: str, when: str, collected: str) -> str:
+    """The whole plan as one POSIX script (each step in its own subshell, as --fix runs them)."""
+    out = [HEADER.format(host=visible(plan.host, keep_newlines=False), bdf=bdf, when=when,
+                         collected=collected or "at an unknown time")]
+    edits = any(isinstance(s, FileEdit) for s in plan.steps)
+    for number, step in enumerate(plan.steps, start=1):
+        label = q(visible(step_label(step), keep_newlines=False))
+        out.append(f"\n# step {number}: {visible(step_label(step), keep_newlines=False)}\n"
+                   f"#   why: {visible(step.why, keep_newlines=False)}\n")
+        if isinstance(step, FileEdit):
+            body = edit_script(step, when).replace(NUL_SAY, READABLE_SAY)
+            out.append(f"if {already_done(step)}; then\n  printf 'xenpass: step {number}: already applied\\n' >&2\n"
+                       f"else\n( {body}\n) || stop {number} $? {label}\nchanged=1\nfi\n")
+            continue
+        backup = ""
+        if step.backup:
+            backup = (f"( {(assign(p=step.backup, when=when) + BACKUP_FOR_COMMAND).replace(NUL_SAY, READABLE_SAY)}\n"
+                      f") || stop {number} $? {label}\n")
+        condition = '[ -n "$changed" ]' if edits else "true"
+        out.append(f"if {condition}; then\n{backup}{' '.join(q(a) for a in step.argv)} || stop {number} $? {label}\n"
+                   f"else\n  printf 'xenpass: step {number}: skipped, no file changed in this run\\n' >&2\nfi\n")
+    out.append("\nprintf 'xenpass: done%s\\n' \"${changed:+ (files changed: reboot for the new boot state)}\" >&2\n")
+    return "".join(out)
