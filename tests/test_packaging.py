@@ -4,6 +4,7 @@ the pytest plugin (pytest11), and runs the shipped checks from any directory, re
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -18,8 +19,14 @@ FIXTURE = ROOT / "fixtures" / "node03-broken-mpt2sas-alias.json"
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("pkg")
+    source = base / "src"  # a copy: setuptools writes build/ and *.egg-info into the tree it builds
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("xenpass", "checks"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
-                    str(base / "dist"), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    str(base / "dist"), str(source)], check=True, capture_output=True, timeout=300)
     wheel = next((base / "dist").glob("xenpass-*.whl"))
     env_dir = base / "venv"
     venv.create(env_dir, with_pip=True)

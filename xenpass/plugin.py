@@ -164,7 +164,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 def checks_mode(config: pytest.Config) -> bool:
     """True when the user runs the compliance suites (not the project's own tests)."""
     for arg in config.args:
-        path = Path(arg.split("::")[0]).resolve()
+        target = arg.split("::")[0]
+        if target == "xenpass.checks" or target.startswith("xenpass.checks."):  # pytest --pyargs xenpass.checks
+            return True
+        path = Path(target).resolve()
         if path == CHECKS_DIR or CHECKS_DIR in path.parents:
             return True
     return False
@@ -175,12 +178,12 @@ def pytest_configure(config: pytest.Config) -> None:
     for rule in RULES.values():
         config.addinivalue_line("markers", f"{rule.id}: rule {rule.id} — {rule.title}")
     config.addinivalue_line("markers", "rule(id): the compliance rule a check proves")
-    if not checks_mode(config):
-        return
     try:
         apply_ini_settings(config)
     except UsageProblem as exc:
         raise pytest.UsageError(visible(str(exc), keep_newlines=False)) from None
+    if not checks_mode(config):
+        return
     root = Path(config.rootpath)
     # the project's reports/ when run in its tree; else where the user stands (never into site-packages)
     reports = (root if root == CHECKS_DIR.parent else Path(config.invocation_params.dir)) / "reports"

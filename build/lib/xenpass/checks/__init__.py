@@ -1,1 +1,0 @@
-"""The compliance suites users run: `pytest checks/`, `xenpass`, or `pytest --pyargs xenpass.checks`."""

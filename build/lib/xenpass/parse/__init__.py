@@ -1,1 +1,0 @@
-"""Pure parsers: bytes or text in, typed values out."""

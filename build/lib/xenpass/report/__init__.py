@@ -1,1 +1,0 @@
-"""Reports: the run's results, the HTML extras and matrix, the compliance JSON, the terminal table."""
