@@ -113,6 +113,7 @@ class ControlDir:
         self._path: Path | None = None
         self._lock = threading.Lock()
         self.masters: dict[str, tuple[list[str], str]] = {}  # socket -> (ssh options with it, destination)
+        self.exiting: list[subprocess.Popen] = []  # `ssh -O exit` asked of masters no longer needed
 
     @property
     def path(self) -> Path:
@@ -127,8 +128,23 @@ class ControlDir:
         digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:20]
         return str(self.path / digest)
 
+    def ask_to_exit(self, socket_path: str) -> None:
+        """`ssh -O exit` without waiting for it (the host's result must not wait); close() reaps it, and
+        still ends the master the hard way if it did not go."""
+        options, destination = self.masters[socket_path]
+        with contextlib.suppress(OSError):
+            self.exiting.append(subprocess.Popen([*options, "-O", "exit", destination], stdin=subprocess.DEVNULL,
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
     def close(self) -> None:
         """Tell every master of this run to exit, then remove the directory."""
+        for proc in self.exiting:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.exiting = []
         with self._lock:
             path, self._path = self._path, None
             masters, self.masters = dict(self.masters), {}
@@ -231,9 +247,9 @@ class SshRunner:
         """End this target's master now (a fleet must not keep one ssh process per host); the next
         command opens a new one."""
         socket_path = self.control.socket_for(self.identity)
-        master = self.control.masters.pop(socket_path, None)
+        master = self.control.masters.get(socket_path)
         if master is not None and os.path.exists(socket_path):
-            stop_master(*master)
+            self.control.ask_to_exit(socket_path)
 
 
 class LocalRunner:
