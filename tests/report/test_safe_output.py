@@ -362,9 +362,9 @@ class Config:
         self.stash = {RESULTS: run}
         self.json_path = json_path
 
-    def getoption(self, name: str) -> str:
-        assert name == "compliance_json"
-        return str(self.json_path)
+    def getoption(self, name: str) -> str | None:
+        assert name in ("compliance_json", "fix_export")
+        return str(self.json_path) if name == "compliance_json" else None
 
 
 class LineReporter(Reporter):
