@@ -115,16 +115,22 @@ def test_a_hung_host_times_out_alone(fleet, tmp_path):
     assert done.returncode == 1
 
 
-def test_ansible_inventory_is_a_source_of_hosts(servers, tmp_path):
-    """testinfra's ansible backend: hosts, ports, users and keys come from the inventory, names from it too."""
+def ansible_inventory(servers, tmp_path: Path, extra: str = "") -> Path:
+    """An INI inventory of node03 and deb12 in group dom0s, ports and keys from their sshds."""
     lines = ["[dom0s]"]
     for name in ("node03", "deb12"):
         server = servers[name]
         lines.append(f"{name} ansible_host=127.0.0.1 ansible_port={server.port} ansible_user=root "
-                     f"ansible_ssh_private_key_file={server.key} "
+                     f"ansible_ssh_private_key_file={server.key} {extra}"
                      "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'")
     inventory = tmp_path / "hosts.ini"
     inventory.write_text("\n".join(lines) + "\n")
+    return inventory
+
+
+def test_ansible_inventory_is_a_source_of_hosts(servers, tmp_path):
+    """testinfra's ansible backend: hosts, ports, users and keys come from the inventory, names from it too."""
+    inventory = ansible_inventory(servers, tmp_path)
     result_json = tmp_path / "c.json"
     before = ssh_pids()
     done = run_checks(f"--ansible-inventory={inventory}", "--hosts=ansible://dom0s",
@@ -140,15 +146,9 @@ def test_ansible_inventory_is_a_source_of_hosts(servers, tmp_path):
 
 def test_the_ansible_playbook_collects_what_xenpass_collects(servers, tmp_path):
     """ansible/collect.yml with forks writes snapshots that judge exactly like xenpass's own collection."""
-    lines = ["[dom0s]"]
-    for name in ("node03", "deb12"):
-        server = servers[name]
-        lines.append(f"{name} ansible_host=127.0.0.1 ansible_port={server.port} ansible_user=root "
-                     f"ansible_ssh_private_key_file={server.key} ansible_ssh_transfer_method=piped "
-                     "ansible_remote_tmp=/tmp/.ansible "
-                     "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'")
-    inventory = tmp_path / "hosts.ini"
-    inventory.write_text("\n".join(lines) + "\n")
+    # the script module's file goes over the shell (sftp cannot reach into the chroot), its temp dir in /tmp
+    inventory = ansible_inventory(servers, tmp_path,
+                                  "ansible_ssh_transfer_method=piped ansible_remote_tmp=/tmp/.ansible ")
     snapshots = tmp_path / "snapshots"
     env = env_without_ssh_agent() | {"ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1"}
     played = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "-f", "10",
