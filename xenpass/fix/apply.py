@@ -229,6 +229,30 @@ def run(host, script: str, timeout: float | None, ours: bool = True) -> Outcome:
     return Outcome(False, ERROR, f"exit {result.rc}: {last or 'no output'}", said)
 
 
+def edit_existing_script(step: FileEdit, when: str) -> str:
+    """Replace an existing file (backups named with `when`), guarded by the hash of the bytes it had."""
+    digest = hashlib.sha256(as_bytes(step.before)).hexdigest()  # the exact bytes the host had
+    payload = base64.b64encode(as_bytes(step.after)).decode()
+    return assign(p=step.path, digest=digest, payload=payload, when=when) + EDIT_EXISTING
+
+
+def new_file_tmp(path: str, when: str) -> str:
+    """Where a new file is written before it is renamed into place."""
+    return f"{parent(path).rstrip('/')}/.{path.rsplit('/', 1)[1]}.xenpass-new-{when}"
+
+
+def edit_new_script(step: FileEdit, when: str) -> str:
+    """Create a file that must not exist yet."""
+    payload = base64.b64encode(as_bytes(step.after)).decode()
+    return assign(p=step.path, directory=parent(step.path), tmp=new_file_tmp(step.path, when),
+                  payload=payload) + EDIT_NEW
+
+
+def command_backup_script(path: str, when: str) -> str:
+    """Back up the file a command rewrites (or say it is absent)."""
+    return assign(p=path, when=when) + BACKUP_FOR_COMMAND
+
+
 def rm(path: str) -> str:
     return f"rm -f -- {q(path)}"
 
@@ -290,12 +314,9 @@ class Applier:
         label = f"edit {step.path}"
         if step.before is None:
             return self.create(step, label)
-        digest = hashlib.sha256(as_bytes(step.before)).hexdigest()  # the exact bytes the host had
-        payload = base64.b64encode(as_bytes(step.after)).decode()
         for attempt in range(BACKUP_TRIES):
             when = self.names(attempt)
-            done = run(self.host, assign(p=step.path, digest=digest, payload=payload, when=when) + EDIT_EXISTING,
-                       self.timeout)
+            done = run(self.host, edit_existing_script(step, when), self.timeout)
             if not done.taken:
                 break
         else:
@@ -315,12 +336,8 @@ class Applier:
         return self.fail(label, done, self.left_behind(step.path, when, restore_backup=True))
 
     def create(self, step: FileEdit, label: str) -> bool:
-        directory = parent(step.path)
-        name = step.path.rsplit("/", 1)[1]
-        tmp = f"{directory.rstrip('/')}/.{name}.xenpass-new-{self.when}"
-        payload = base64.b64encode(as_bytes(step.after)).decode()
-        done = run(self.host, assign(p=step.path, directory=directory, tmp=tmp, payload=payload) + EDIT_NEW,
-                   self.timeout)
+        directory, tmp = parent(step.path), new_file_tmp(step.path, self.when)
+        done = run(self.host, edit_new_script(step, self.when), self.timeout)
         made = made_dirs(directory, done.records["E"]) if "E" in done.records else []
         if done.ok:
             self.report.undo(rm(step.path), *([f"rmdir -- {' '.join(q(d) for d in made)}"] if made else []))
@@ -339,7 +356,7 @@ class Applier:
         if step.backup:
             for attempt in range(BACKUP_TRIES):
                 when = self.names(attempt)
-                saved = run(self.host, assign(p=step.backup, when=when) + BACKUP_FOR_COMMAND, self.timeout)
+                saved = run(self.host, command_backup_script(step.backup, when), self.timeout)
                 if not saved.taken:
                     break
             else:

@@ -9,10 +9,9 @@ an edit whose file already holds the new content is skipped, and the plan's comm
 
 from __future__ import annotations
 
-import base64
 import hashlib
 
-from xenpass.fix.apply import BACKUP_FOR_COMMAND, EDIT_EXISTING, EDIT_NEW, assign, parent, q
+from xenpass.fix.apply import command_backup_script, edit_existing_script, edit_new_script, q
 from xenpass.fix.base import Command, FileEdit, Plan
 from xenpass.text import as_bytes, visible
 
@@ -36,13 +35,7 @@ def step_label(step: FileEdit | Command) -> str:
 
 
 def edit_script(step: FileEdit, when: str) -> str:
-    payload = base64.b64encode(as_bytes(step.after)).decode()
-    if step.before is None:
-        name = step.path.rsplit("/", 1)[1]
-        tmp = f"{parent(step.path).rstrip('/')}/.{name}.xenpass-new-{when}"
-        return assign(p=step.path, directory=parent(step.path), tmp=tmp, payload=payload) + EDIT_NEW
-    digest = hashlib.sha256(as_bytes(step.before)).hexdigest()
-    return assign(p=step.path, digest=digest, payload=payload, when=when) + EDIT_EXISTING
+    return edit_new_script(step, when) if step.before is None else edit_existing_script(step, when)
 
 
 def already_done(step: FileEdit) -> str:
@@ -67,7 +60,7 @@ def fix_script(plan: Plan, bdf: str, when: str, collected: str) -> str:
             continue
         backup = ""
         if step.backup:
-            backup = (f"( {(assign(p=step.backup, when=when) + BACKUP_FOR_COMMAND).replace(NUL_SAY, READABLE_SAY)}\n"
+            backup = (f"( {command_backup_script(step.backup, when).replace(NUL_SAY, READABLE_SAY)}\n"
                       f") || stop {number} $? {label}\n")
         condition = '[ -n "$changed" ]' if edits else "true"
         out.append(f"if {condition}; then\n{backup}{' '.join(q(a) for a in step.argv)} || stop {number} $? {label}\n"
