@@ -89,7 +89,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--waivers", metavar="YAML",
                     help="accepted failures: host glob, device, rule, reason, owner, expiry date (see README); an "
                          "active one makes the failure an xfail, an expired one leaves it failing")
-    parser.addini("xenpass_waivers", help="as --waivers, from the ini file (relative to the ini file's directory)")
     group.addoption("--fix-export", metavar="DIR",
                     help="write each device's fix plan as DIR/HOST/BDF/fix.sh (POSIX, same guards and backups as "
                          "--fix, skips what is already applied) and plan.json, for review and later application")
@@ -125,8 +124,9 @@ INI_SETTINGS: dict[str, tuple[str, str, object, str]] = {
     "xenpass_step_timeout": ("step_timeout", "string", 900.0, "--step-timeout: seconds"),
     "xenpass_max_hosts": ("max_hosts", "string", DEFAULT_MAX_HOSTS, "--max-hosts: hosts collected at once"),
     "xenpass_image_cache": ("image_cache", "string", None, "--image-cache: DIR or off"),
+    "xenpass_waivers": ("waivers", "string", None, "--waivers: the waivers YAML"),
 }
-PATH_SETTINGS = {"inventory", "compliance_json", "htmlpath", "image_cache"}
+PATH_SETTINGS = {"inventory", "compliance_json", "htmlpath", "image_cache", "waivers"}
 NUMBER_SETTINGS = {"host_timeout": float, "step_timeout": float, "max_hosts": int}
 
 
@@ -206,10 +206,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def waivers(config: pytest.Config) -> list[Waiver]:
-    path = config.getoption("waivers")
-    if not path and config.getini("xenpass_waivers"):
-        base = Path(config.inipath).parent if config.inipath else Path(config.invocation_params.dir)
-        path = str(base / config.getini("xenpass_waivers"))
+    path = config.getoption("waivers")  # or the ini's xenpass_waivers (apply_ini_settings)
     if not path:
         return []
     try:
