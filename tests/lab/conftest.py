@@ -25,6 +25,7 @@ def lab(*args: str, timeout: float = 3600) -> None:
 @dataclass
 class Lab:
     tmp: Path
+    runs: int = 0  # checks run so far: each keeps its --record snapshots for a post-mortem
 
     def sh(self, script: str, timeout: float = 900) -> str:
         done = subprocess.run(["ssh", "-F", str(SSH_CONFIG), "lab-dom0", script], capture_output=True, text=True,
@@ -39,7 +40,7 @@ class Lab:
     def check(self, *args: str, name: str = "run") -> tuple[int, dict]:
         """Run the product as a user would; return its exit code and compliance JSON."""
         out = self.tmp / f"{name}.json"
-        self.runs = getattr(self, "runs", 0) + 1  # what the host said each time, kept for a post-mortem
+        self.runs += 1
         record = self.tmp / f"record-{self.runs:02d}-{name}"
         cmd = [sys.executable, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider", "--hosts=ssh://lab-dom0",
                f"--ssh-config={SSH_CONFIG}", f"--compliance-json={out}", f"--html={self.tmp / (name + '.html')}",

@@ -179,10 +179,8 @@ def add_image_file(facts: RawFacts, header: str, payload: str) -> None:
     except (binascii.Error, ValueError):
         content["error"] = f"undecodable transfer of {path} ({segment})"
         return
-    files = content["config_files"]
-    files.pop(path, None)
-    files[path] = data.decode("utf-8", errors="replace")
-    content["config_files"] = dict(sorted(files.items()))
+    content["config_files"] = dict(sorted({**content["config_files"],
+                                           path: data.decode("utf-8", errors="replace")}.items()))
 
 
 def add_flag(facts: RawFacts, rest: str) -> None:
