@@ -95,22 +95,30 @@ def images(draw) -> tuple[bytes, dict]:
         names = draw(st.lists(st.sampled_from(WANTED + OTHER + MODULES), unique=True, max_size=8))
         return {name: draw(TEXT) for name in names}
 
-    early = [archive() for _ in range(draw(st.integers(0, 2)))]
+    early = [newc(archive(), 1_700_000_000, with_dirs=True) for _ in range(draw(st.integers(0, 2)))]
     main = archive()
     kind = draw(st.sampled_from(["gzip", "zstd", "xz"]))
-    data = b"".join(newc(files, 1_700_000_000, with_dirs=True) for files in early) + compress(
-        kind, newc(main, 1_700_000_000, with_dirs=True))
-    return data, {"early": len(early), "kind": kind}
+    data = b"".join(early) + compress(kind, newc(main, 1_700_000_000, with_dirs=True))
+    return data, {"early": early, "kind": kind}
+
+
+def padded(archive: bytes) -> bool:
+    """Zero padding follows the trailer. unmkinitramfs ends an early segment only there (its cpio stops at the
+    first trailer), so an archive filling its last 512-byte block exactly swallows the next one."""
+    end = archive.rindex(b"TRAILER!!!") + len(b"TRAILER!!!\0")
+    return len(archive) > end + (-end % 4)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(images())
 def test_the_host_tool_says_what_the_local_reader_says(debian_root, image):
-    data, _ = image
+    data, layout = image
     (debian_root / IMAGE.lstrip("/")).write_bytes(data)
     raw, on_host = image_content(debian_root, host_tool=True)
     _, local = image_content(debian_root, host_tool=False)
-    assert on_host.content.reader == "unmkinitramfs on the host"
+    # where unmkinitramfs would miss an archive the kernel unpacks, the host sends the image to the local reader
+    splittable = all(padded(archive) for archive in layout["early"])
+    assert on_host.content.reader == ("unmkinitramfs on the host" if splittable else None)
     assert local.content.reader is None and local.content.error is None
     assert on_host.content.error is None
     assert on_host.content.config_files == local.content.config_files

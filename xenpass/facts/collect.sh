@@ -262,6 +262,12 @@ host_read_image() {  # $1: image, $2: its sha256
   if [ -d "$tmp/root/main" ] && [ -d "$tmp/root/early" ]; then
     roots=
     for r in "$tmp"/root/early "$tmp"/root/early[0-9]* "$tmp/root/main"; do [ -d "$r" ] && roots="$roots $r"; done
+    # unmkinitramfs ends an uncompressed segment at zero padding, not at TRAILER!!!, and its cpio stops at
+    # the first trailer: two early archives with no padding between them lose the second one, which the
+    # kernel unpacks. One literal trailer per early directory, or the image goes to the local reader.
+    early=0
+    for r in $roots; do case ${r##*/} in early*) early=$((early + 1)) ;; esac; done
+    [ "$(grep -a -o 'TRAILER!!!' "$1" 2>/dev/null | wc -l)" -eq "$early" ] || { rm -rf "$tmp"; return 1; }
   fi
   begin image-host "$1"
   printf 'sha256 %s\ntool %s\n' "$2" "$tool"
