@@ -173,6 +173,17 @@ def test_an_image_whose_names_climb_out_is_never_unpacked_on_the_host(alpine_roo
     assert not list(alpine_root.parent.rglob("escaped")) and not (alpine_root / "escaped").exists()
 
 
+def test_a_member_the_host_cannot_list_exactly_is_unknown_never_an_empty_file(debian_root):
+    """A newline in a member's name splits it in the host's listing: that image is `cannot read`, not judged."""
+    files = {"etc/modprobe.d/a\nb.conf": "blacklist mptsas\n", "conf/modules": "xen-pciback\n"}
+    (debian_root / IMAGE.lstrip("/")).write_bytes(gzip.compress(newc(files, with_dirs=True), mtime=0))
+    _, image = image_content(debian_root, host_tool=True)
+    assert image.content.reader == "unmkinitramfs on the host"
+    assert image.content.error and "could not read" in image.content.error
+    _, local = image_content(debian_root, host_tool=False)
+    assert local.content.config_files["etc/modprobe.d/a\nb.conf"] == "blacklist mptsas\n"
+
+
 def test_another_host_identity_never_uses_this_hosts_cache(debian_root, tmp_path):
     image = newc({"conf/modules": "xen-pciback\n"}, with_dirs=True)
     (debian_root / IMAGE.lstrip("/")).write_bytes(gzip.compress(image, mtime=0))

@@ -122,7 +122,7 @@ def add_section(facts: RawFacts, header: str, payload: str, rc: int | None) -> N
     elif kind == "image-host":
         facts.initramfs[name] = read_on_host(payload, rc)
     elif kind == "image-file":
-        add_image_file(facts, name, payload)
+        add_image_file(facts, name, payload, rc)
 
 
 def replace_with_exact(facts: RawFacts, path: str, kind: str, payload: str) -> None:
@@ -168,11 +168,14 @@ def read_on_host(payload: str, rc: int | None) -> dict:
     return content
 
 
-def add_image_file(facts: RawFacts, header: str, payload: str) -> None:
+def add_image_file(facts: RawFacts, header: str, payload: str, rc: int | None) -> None:
     """One file of an image unpacked on the host; a later segment's file replaces an earlier one's."""
     image, segment, path = [*header.split("|", 2), "", ""][:3]
     content = facts.initramfs.get(image)
     if content is None or not path:
+        return
+    if rc != 0:  # e.g. a member name holding a newline, which the host's line-by-line listing split apart
+        content["error"] = f"the host could not read {path} ({segment}) from its unpacked image"
         return
     try:
         data = base64.b64decode(payload)
