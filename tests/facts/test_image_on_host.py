@@ -116,9 +116,12 @@ def test_the_host_tool_says_what_the_local_reader_says(debian_root, image):
     (debian_root / IMAGE.lstrip("/")).write_bytes(data)
     raw, on_host = image_content(debian_root, host_tool=True)
     _, local = image_content(debian_root, host_tool=False)
-    # where unmkinitramfs would miss an archive the kernel unpacks, the host sends the image to the local reader
+    # Where unmkinitramfs would miss an archive the kernel unpacks, the host sends the image to the local
+    # reader. Its test counts literal trailers against early archives, so a trailer that also shows verbatim
+    # in the compressed stream (tiny images) sends it there too: never the host tool when unsafe.
     splittable = all(padded(archive) for archive in layout["early"])
-    assert on_host.content.reader == ("unmkinitramfs on the host" if splittable else None)
+    trusted = splittable and (not layout["early"] or data.count(b"TRAILER!!!") == len(layout["early"]))
+    assert on_host.content.reader == ("unmkinitramfs on the host" if trusted else None)
     assert local.content.reader is None and local.content.error is None
     assert on_host.content.error is None
     assert on_host.content.config_files == local.content.config_files
