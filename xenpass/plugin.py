@@ -378,32 +378,6 @@ def image_cache(config: pytest.Config) -> ImageCache | None:
     return ImageCache(Path(value) if value else default_directory())
 
 
-def export_fixes(run: RunResults, directory: Path) -> list[Path]:
-    """One fix.sh (and plan.json) per host x device with steps, planned from the facts collected before any --fix."""
-    import json
-
-    from xenpass.fix.apply import stamp
-    from xenpass.fix.export import fix_script
-    from xenpass.text import safe_file_stem
-
-    written, when = [], stamp()
-    for host in run.hosts or []:
-        for bdf in sorted(run.reported.get(host.name, {})):
-            if host.facts is None:
-                continue
-            plan = run.plan(host, bdf)
-            if not plan.steps:
-                continue
-            target = directory / safe_file_stem(host.name) / str(bdf).replace(":", "_")
-            target.mkdir(parents=True, exist_ok=True)
-            script = target / "fix.sh"
-            script.write_text(fix_script(plan, str(bdf), when, host.facts.raw.collected_at))
-            script.chmod(0o700)
-            (target / "plan.json").write_text(json.dumps(plan.to_json(), indent=1) + "\n")
-            written.append(script)
-    return written
-
-
 def fix_only(config: pytest.Config) -> set[str] | None:
     value = config.getoption("fix_only")
     if not value:
@@ -631,9 +605,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(f"xenpass: could not print the --fix summary: {exception_line(exc)}")
     if config.getoption("fix_export"):
         try:
-            written = export_fixes(run, Path(config.getoption("fix_export")))
-            terminalreporter.write_line(visible(f"xenpass: fix export: {len(written)} fix.sh written under "
-                                                f"{config.getoption('fix_export')}", keep_newlines=False))
+            from xenpass.fix.export import export_fixes
+
+            done = export_fixes(run, Path(config.getoption("fix_export")), config.getoption("step_timeout"))
+            terminalreporter.write_line(visible(f"xenpass: fix export: {len(done.scripts)} fix.sh written under "
+                                                f"{config.getoption('fix_export')}, {len(done.playbooks)} "
+                                                "Ansible fix.yml", keep_newlines=False))
+            for note in done.notes:
+                terminalreporter.write_line(f"xenpass: fix export: {note}")
         except Exception as exc:
             terminalreporter.write_line(f"xenpass: could not export the fix plans: {exception_line(exc)}")
     for waiver in run.unused_waivers():  # a waiver for nothing hides nothing, but it should not linger

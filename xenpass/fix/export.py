@@ -10,10 +10,13 @@ an edit whose file already holds the new content is skipped, and the plan's comm
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from xenpass.fix.apply import command_backup_script, edit_existing_script, edit_new_script, q
+from xenpass.fix.apply import command_backup_script, edit_existing_script, edit_new_script, q, stamp
 from xenpass.fix.base import Command, FileEdit, Plan
-from xenpass.text import as_bytes, visible
+from xenpass.text import as_bytes, safe_file_stem, visible
 
 READABLE_SAY = ("say() { case $1 in B) printf 'xenpass: backup %s\\n' \"$2\" >&2 ;; "
                 "T) printf 'xenpass: file %s\\n' \"$2\" >&2 ;; esac; }")
@@ -67,3 +70,53 @@ def fix_script(plan: Plan, bdf: str, when: str, collected: str) -> str:
                    f"else\n  printf 'xenpass: step {number}: skipped, no file changed in this run\\n' >&2\nfi\n")
     out.append("\nprintf 'xenpass: done%s\\n' \"${changed:+ (files changed: reboot for the new boot state)}\" >&2\n")
     return "".join(out)
+
+
+@dataclass
+class Exported:
+    """What --fix-export wrote, and why a host got no playbook."""
+
+    scripts: list[Path] = field(default_factory=list)
+    playbooks: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def export_fixes(run, directory: Path, step_timeout: float | None = None) -> Exported:
+    """Per host x device with steps, planned from the facts collected before any --fix: fix.sh, plan.json and
+    an Ansible fix.yml (with DIR/HOST/inventory.yml naming that one host)."""
+    from xenpass.fix.ansible_export import fix_playbook, inventory_text, ssh_connection
+
+    out, when = Exported(), stamp()
+    timeout = max(1, int(step_timeout or 900))
+    for host in run.hosts or []:
+        connection, why_not = None, "a snapshot is not a host"
+        backend = getattr(host.target.runner, "backend", None)
+        if backend is not None:
+            connection, why_not = ssh_connection(backend)
+        for bdf in sorted(run.reported.get(host.name, {})):
+            if host.facts is None:
+                continue
+            plan = run.plan(host, bdf)
+            if not plan.steps:
+                continue
+            collected = host.facts.raw.collected_at
+            target = directory / safe_file_stem(host.name) / str(bdf).replace(":", "_")
+            target.mkdir(parents=True, exist_ok=True)
+            script = target / "fix.sh"
+            script.write_text(fix_script(plan, str(bdf), when, collected))
+            script.chmod(0o700)
+            (target / "plan.json").write_text(json.dumps(plan.to_json(), indent=1) + "\n")
+            out.scripts.append(script)
+            if connection is None:
+                out.notes.append(visible(f"{host.name} {bdf}: no fix.yml: {why_not}", keep_newlines=False))
+                continue
+            mtimes = {p: f.mtime for p, f in host.facts.raw.boot.items()}
+            text, files = fix_playbook(plan, str(bdf), when, collected, connection, timeout=timeout,
+                                       image_mtimes=mtimes)
+            for name, data in files.items():
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                (target / name).write_bytes(data)
+            (target / "fix.yml").write_text(text)
+            (target.parent / "inventory.yml").write_text(inventory_text(connection))
+            out.playbooks.append(target / "fix.yml")
+    return out
