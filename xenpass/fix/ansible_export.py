@@ -33,7 +33,7 @@ from xenpass.text import as_bytes, visible
 
 
 class Unsafe(str):
-    """A string Ansible must not template: written as `!unsafe "..."`."""
+    """Host or plan text: a string Ansible must take as it is, never as a template."""
 
 
 class PlaybookDumper(yaml.SafeDumper):
@@ -41,7 +41,17 @@ class PlaybookDumper(yaml.SafeDumper):
         return True
 
 
-PlaybookDumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style='"'))
+def represent_unsafe(dumper: PlaybookDumper, value: Unsafe) -> yaml.Node:
+    """Jinja only starts at `{{`, `{%` or `{#`: text holding a `{` is tagged `!unsafe`. Only that text: Ansible
+    resolves an `!unsafe` scalar as if it were plain, quotes or not (`!unsafe "0000:01:00.0"` loads as the float
+    60.0), while text with a `{` is a string to every YAML 1.1 resolver. Other text is an ordinary YAML string,
+    quoted by the dumper wherever it would load as something else."""
+    if "{" in value:
+        return dumper.represent_scalar("!unsafe", str(value), style='"')
+    return dumper.represent_str(str(value))
+
+
+PlaybookDumper.add_representer(Unsafe, represent_unsafe)
 
 
 @dataclass(frozen=True)
@@ -174,6 +184,9 @@ class PlaybookBuilder:
         if step.argv[0] == "rc-update" and len(step.argv) == 4 and step.argv[1] == "add":
             argv["creates"] = Unsafe(f"/etc/runlevels/{step.argv[3]}/{step.argv[2]}")
         self.task(f"{label}: {step.why}", "ansible.builtin.command", argv, when=needed)
+        self.tasks.append({"name": shown(f"{label}: in check mode"), "ansible.builtin.debug": {
+            "msg": shown(f"would run: {' '.join(step.argv)}")}, "when": f"ansible_check_mode and ({needed})",
+            "timeout": self.timeout})
 
     def probe(self, number: int, step: Command, label: str) -> str:
         """A Jinja condition: the command still has something to do (read-only tasks answer it)."""
