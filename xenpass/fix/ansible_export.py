@@ -45,9 +45,13 @@ def represent_unsafe(dumper: PlaybookDumper, value: Unsafe) -> yaml.Node:
     """Jinja only starts at `{{`, `{%` or `{#`: text holding a `{` is tagged `!unsafe`. Only that text: Ansible
     resolves an `!unsafe` scalar as if it were plain, quotes or not (`!unsafe "0000:01:00.0"` loads as the float
     60.0), while text with a `{` is a string to every YAML 1.1 resolver. Other text is an ordinary YAML string,
-    quoted by the dumper wherever it would load as something else."""
+    quoted by the dumper wherever it would load as something else. Lines are shown as lines (a literal block)
+    where YAML can hold them exactly so; elsewhere PyYAML falls back to a quoted scalar."""
+    style = "|" if "\n" in value else None
     if "{" in value:
-        return dumper.represent_scalar("!unsafe", str(value), style='"')
+        return dumper.represent_scalar("!unsafe", str(value), style=style or '"')
+    if style:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style=style)
     return dumper.represent_str(str(value))
 
 
@@ -247,7 +251,7 @@ HEADER = """\
 # xenpass fix for {host} {bdf}, planned {when} from facts collected {collected}.
 # Review, then apply (Python on the host; ansible.builtin modules only):
 #   ansible-playbook -i {inventory} fix.yml --check --diff    # what would change, nothing is changed
-#   ansible-playbook -i {inventory} fix.yml                   # apply; stops at the first failure
+#   ansible-playbook -i {inventory} fix.yml                   # apply (add -b if not root); stops at the first failure
 # The play reaches exactly the connection xenpass checked ({user}@{address} port {port}); a file that changed
 # since the facts were collected is left alone; each write keeps a backup beside the file it replaces
 # (NAME.PID.DATE~, or .NAME.xenpass-{when} for the initramfs image); run again, it changes nothing.
@@ -271,8 +275,9 @@ def fix_playbook(plan: Plan, bdf: str, when: str, collected: str, connection: Co
                         "timeout": timeout}]}
     play: dict[str, object] = {
         "name": shown(f"xenpass fix for {plan.host} {bdf}"), "hosts": host, "gather_facts": False,
-        "any_errors_fatal": True, "become": connection.become_user is not None,
-        **({"become_user": Unsafe(connection.become_user)} if connection.become_user else {}),
+        "any_errors_fatal": True,
+        # --sudo is pinned; otherwise become is left to the command line (-b) or the inventory
+        **({"become": True, "become_user": Unsafe(connection.become_user)} if connection.become_user else {}),
         "vars": {**connection.variables(), "xenpass_identity": identity},
         "tasks": [{"name": "This is the host the plan was made for", "ansible.builtin.assert": {
             "that": ["ansible_play_hosts_all | length == 1", "ansible_connection in ['ssh', 'ansible.builtin.ssh']",
