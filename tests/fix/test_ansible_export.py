@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from xenpass.fix import plan_device
 from xenpass.fix.ansible_export import Connection, fix_playbook, inventory_text, ssh_connection
 from xenpass.fix.base import Command, FileEdit, Plan
 from xenpass.parse.bdf import parse_bdf
+from xenpass.transport import runner_for
 
 GOLDEN = Path(__file__).parent / "golden" / "ansible"
 CONNECTION = Connection("node03", "root", 22, "-F /etc/xenpass/ssh_config")
@@ -177,6 +179,19 @@ def test_the_connection_is_resolved_as_ssh_would_reach_the_host(tmp_path):
     assert none is None and "local" in why
 
 
+def test_an_ansible_inventory_host_is_pinned_as_its_inventory_reaches_it(tmp_path, monkeypatch):
+    """ansible://node9 (testinfra's ansible backend, its ssh connection): address, port, user, key and ssh
+    arguments come from the user's inventory and are pinned in the playbook."""
+    monkeypatch.setenv("PATH", f"{Path(ansible_playbook()).parent}:{os.environ['PATH']}")  # ansible-inventory
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[dom0s]\nnode9 ansible_host=127.0.0.1 ansible_port=2299 ansible_user=admin "
+                         "ansible_ssh_private_key_file=/k ansible_ssh_common_args='-o StrictHostKeyChecking=no'\n")
+    (backend,) = testinfra.backend.get_backends(["ansible://node9"], ansible_inventory=str(inventory),
+                                                connection="ssh")
+    found, why = ssh_connection(runner_for(backend).backend)
+    assert found == Connection("127.0.0.1", "admin", 2299, "-o StrictHostKeyChecking=no -i /k"), why
+
+
 def test_ansible_playbook_accepts_the_export(tmp_path):
     """`--list-tasks` with the exported inventory (it parses the whole playbook): what a reviewer runs first."""
     text, _ = fix_playbook(planned("node03-broken-mpt2sas-alias"), "0000:01:00.0", WHEN, "", CONNECTION)
@@ -186,3 +201,13 @@ def test_ansible_playbook_accepts_the_export(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, env=ansible_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "play #2 (xenpass-node03-" in done.stdout and "step 3: run xl pci-assignable-add" in done.stdout
+
+
+def test_a_snapshot_gets_fix_sh_and_says_why_there_is_no_playbook(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider", "--snapshot",
+                           str(root / "fixtures/node03-broken-mpt2sas-alias.json"), f"--fix-export={tmp_path / 'x'}",
+                           f"--html={tmp_path / 'r.html'}"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert "fix export: 1 fix.sh written under" in done.stdout and "0 Ansible fix.yml" in done.stdout, done.stdout
+    assert "no fix.yml: a snapshot is not a host" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "x").rglob("*") if p.is_file()) == ["fix.sh", "plan.json"]

@@ -89,10 +89,12 @@ def export_fixes(run, directory: Path, step_timeout: float | None = None) -> Exp
     out, when = Exported(), stamp()
     timeout = max(1, int(step_timeout or 900))
     for host in run.hosts or []:
-        connection, why_not = None, "a snapshot is not a host"
         backend = getattr(host.target.runner, "backend", None)
         if backend is not None:
             connection, why_not = ssh_connection(backend)
+        else:
+            connection = None
+            why_not = "a snapshot is not a host" if host.target.snapshot else "its connection is not ssh"
         for bdf in sorted(run.reported.get(host.name, {})):
             if host.facts is None:
                 continue
