@@ -21,7 +21,7 @@ from tests.fix.ansible_host import ansible_env, ansible_playbook
 from tests.fix.test_plans import context_for
 from tests.rules.test_fixture_verdicts import EXPECTED
 from xenpass.fix import plan_device
-from xenpass.fix.ansible_export import Connection, fix_playbook, inventory_text, ssh_connection
+from xenpass.fix.ansible_export import Connection, boot_mtimes, fix_playbook, inventory_text, ssh_connection
 from xenpass.fix.base import Command, FileEdit, Plan
 from xenpass.parse.bdf import parse_bdf
 from xenpass.transport import runner_for
@@ -76,9 +76,8 @@ def test_a_plan_is_exported_for_some_fixtures():
 @pytest.mark.parametrize("name", PLANNED)
 def test_playbook_matches_golden(name):
     facts = load_fixture(name)
-    mtimes = {p: f.mtime for p, f in facts.raw.boot.items()}
     text, files = fix_playbook(planned(name), EXPECTED[name][0], WHEN, "2026-01-01T00:00:00Z", CONNECTION,
-                               image_mtimes=mtimes)
+                               image_mtimes=boot_mtimes(facts))
     golden = GOLDEN / f"{name}.yml"
     if os.environ.get("XENPASS_UPDATE_GOLDEN") == "1":
         golden.parent.mkdir(exist_ok=True)

@@ -18,7 +18,7 @@ from tests.support.sshd import Sshd, env_without_ssh_agent
 from xenpass.facts.collector import collect
 from xenpass.facts.host import HostFacts
 from xenpass.fix import plan_device
-from xenpass.fix.ansible_export import fix_playbook, inventory_text, ssh_connection
+from xenpass.fix.ansible_export import boot_mtimes, fix_playbook, inventory_text, ssh_connection
 from xenpass.fix.base import FileEdit, Plan
 from xenpass.rules.base import Context
 from xenpass.transport import connect
@@ -50,7 +50,7 @@ def export(server: Sshd, directory: Path, plan: Plan | None = None, only: set[st
     connection, why = ssh_connection(runner.backend)
     assert connection is not None, why
     text, files = fix_playbook(plan, str(NODE03), "20260101T000000", facts.raw.collected_at, connection,
-                               timeout=120, image_mtimes={p: f.mtime for p, f in facts.raw.boot.items()})
+                               timeout=120, image_mtimes=boot_mtimes(facts))
     target = directory / "node03" / "0000_01_00.0"
     target.mkdir(parents=True)
     for name, data in files.items():
@@ -209,3 +209,21 @@ def test_a_symlinked_file_is_written_where_it_points_keeping_mode_and_owner_with
     assert (stat.st_mode & 0o777, stat.st_uid, stat.st_gid) == (0o640, 123, 45)
     assert [p.read_text() for p in site.parent.glob("modules.*~")] == [MODULES]  # copy's backup: yes, beside it
     assert recap(done)["failed"] == 0
+
+
+def test_a_rebuild_that_failed_runs_again_on_the_next_run_though_the_edits_are_done(node03, tmp_path):
+    """The first run stops at mkinitfs (no space left) after writing the blacklist; the next run finds the edit
+    applied but the image still the one the facts saw, so it rebuilds it (fix.sh would skip it), then hands the
+    device over: compliant."""
+    root, server, interpreter = node03
+    playbook = export(server, tmp_path / "export")
+    (root / "var/lib/fakehost/fail-initramfs").write_text("")
+    first = play(playbook, interpreter)
+    assert first.returncode != 0 and "no space left" in first.stdout, first.stdout[-3000:]
+    assert (root / "etc/modprobe.d/xen-passthrough.conf").read_text() == "blacklist mpt3sas\n"
+    (root / "var/lib/fakehost/fail-initramfs").unlink()
+    second = play(playbook, interpreter)
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert recap(second)["changed"] >= 2  # the rebuild and xl, not the edit
+    _, after = judge(connect("ssh://node03", ssh_config=str(server.ssh_config)))
+    assert set(after.values()) == {"pass"}, after

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from xenpass.facts.host import HostFacts
 from xenpass.fix.base import Command, FileEdit, Plan
 from xenpass.text import as_bytes, visible
 
@@ -113,6 +114,11 @@ def absolute(path: str):
     return Path(path).expanduser().resolve()
 
 
+def boot_mtimes(facts: HostFacts) -> dict[str, int]:
+    """When each /boot file was last written, as collected: a rebuild is needed until its image's changes."""
+    return {path: stat.mtime for path, stat in facts.raw.boot.items() if stat.mtime is not None}
+
+
 def sha256(text: str) -> str:
     return hashlib.sha256(as_bytes(text)).hexdigest()
 
@@ -129,7 +135,7 @@ def shown(text: str) -> Unsafe:
 class PlaybookBuilder:
     """The tasks of one plan, numbered as fix.sh numbers its steps."""
 
-    def __init__(self, plan: Plan, when: str, timeout: int, image_mtimes: dict[str, int | None]) -> None:
+    def __init__(self, plan: Plan, when: str, timeout: int, image_mtimes: dict[str, int]) -> None:
         self.plan, self.when, self.timeout, self.image_mtimes = plan, when, timeout, image_mtimes
         self.guards: list[dict] = []  # every file checked before anything is changed
         self.tasks: list[dict] = []
@@ -209,9 +215,7 @@ class PlaybookBuilder:
         if step.backup and step.backup in self.image_mtimes:  # a rebuild: needed until the image changes
             self.task(f"{label}: is {step.backup} the image the facts saw?", "ansible.builtin.stat",
                       {"path": Unsafe(step.backup), "follow": True, "get_checksum": False}, register=probe)
-            mtime = self.image_mtimes[step.backup]
-            still = (f"not {probe}.stat.exists" if mtime is None
-                     else f"({probe}.stat.exists and ({probe}.stat.mtime | int) == {int(mtime)})")
+            still = f"({probe}.stat.exists and ({probe}.stat.mtime | int) == {int(self.image_mtimes[step.backup])})"
             return f"{self.any_edit_changed()} or {still}"
         return self.any_edit_changed() if self.edits else "true"
 
@@ -259,7 +263,7 @@ HEADER = """\
 
 
 def fix_playbook(plan: Plan, bdf: str, when: str, collected: str, connection: Connection, *,
-                 timeout: int = 900, image_mtimes: dict[str, int | None] | None = None,
+                 timeout: int = 900, image_mtimes: dict[str, int] | None = None,
                  inventory: str = "../inventory.yml") -> tuple[str, dict[str, bytes]]:
     """The playbook text and the files it copies from (playbook-relative path -> exact bytes)."""
     host = connection.inventory_name

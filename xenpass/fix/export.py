@@ -84,7 +84,7 @@ class Exported:
 def export_fixes(run, directory: Path, step_timeout: float | None = None) -> Exported:
     """Per host x device with steps, planned from the facts collected before any --fix: fix.sh, plan.json and
     an Ansible fix.yml (with DIR/HOST/inventory.yml naming that one host)."""
-    from xenpass.fix.ansible_export import fix_playbook, inventory_text, ssh_connection
+    from xenpass.fix.ansible_export import boot_mtimes, fix_playbook, inventory_text, ssh_connection
 
     out, when = Exported(), stamp()
     timeout = max(1, int(step_timeout or 900))
@@ -112,9 +112,8 @@ def export_fixes(run, directory: Path, step_timeout: float | None = None) -> Exp
             if connection is None:
                 out.notes.append(visible(f"{host.name} {bdf}: no fix.yml: {why_not}", keep_newlines=False))
                 continue
-            mtimes = {p: f.mtime for p, f in host.facts.raw.boot.items()}
             text, files = fix_playbook(plan, str(bdf), when, collected, connection, timeout=timeout,
-                                       image_mtimes=mtimes)
+                                       image_mtimes=boot_mtimes(host.facts))
             for name, data in files.items():
                 (target / name).parent.mkdir(parents=True, exist_ok=True)
                 (target / name).write_bytes(data)
