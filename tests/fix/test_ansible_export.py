@@ -4,6 +4,7 @@ XENPASS_UPDATE_GOLDEN=1 rewrites the golden files."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -90,7 +91,8 @@ def test_playbook_matches_golden(name):
 def test_only_builtin_modules_every_task_bounded_one_host_stop_on_failure(name, tmp_path):
     text, _ = fix_playbook(planned(name), "0000:01:00.0", WHEN, "", CONNECTION, timeout=77)
     checked, fixing = loaded(text, tmp_path)
-    assert checked["hosts"] == "localhost" and {module_of(t) for t in checked["tasks"]} == {"ansible.builtin.assert"}
+    assert checked["hosts"] == "localhost"
+    assert {module_of(t) for t in checked["tasks"]} <= {"ansible.builtin.assert", "ansible.builtin.stat"}
     assert fixing["hosts"] == CONNECTION.inventory_name and re.fullmatch(r"[A-Za-z0-9_.-]+", fixing["hosts"])
     assert fixing["any_errors_fatal"] is True and fixing["gather_facts"] is False
     for task in tasks([checked, fixing]):
@@ -159,19 +161,22 @@ def test_the_inventory_name_is_the_whole_connection():
     names = {c.inventory_name for c in [CONNECTION, Connection("node03", "admin", 22, CONNECTION.ssh_args),
                                          Connection("node03", "root", 2222, CONNECTION.ssh_args),
                                          Connection("node03", "root", 22, "-F /other"),
-                                         Connection("node03", "root", 22, CONNECTION.ssh_args, "root")]}
-    assert len(names) == 5
+                                         Connection("node03", "root", 22, CONNECTION.ssh_args, "root"),
+                                         Connection("node03", "root", 22, CONNECTION.ssh_args, None, "/c", "0" * 64)]}
+    assert len(names) == 6
     assert Connection("*,!x:[1]", "root", 22, "").inventory_name.startswith("xenpass-x_1-")
 
 
 def test_the_connection_is_resolved_as_ssh_would_reach_the_host(tmp_path):
     config = tmp_path / "ssh_config"
     config.write_text("Host node03\n  HostName 10.0.0.3\n  User admin\n  Port 2201\n")
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()
     found, why = ssh_connection(testinfra.backend.get_backend("ssh://node03", ssh_config=str(config)))
-    assert found == Connection("node03", "admin", 2201, f"-F {config}"), why
+    assert found == Connection("node03", "admin", 2201, f"-F {config}", None, str(config), digest), why
     found, _ = ssh_connection(testinfra.backend.get_backend("ssh://root@node03:22", ssh_config=str(config),
                                                             ssh_identity_file="key", sudo=True))
-    assert found == Connection("node03", "root", 22, f"-F {config} -i {Path('key').resolve()}", "root")
+    assert found == Connection("node03", "root", 22, f"-F {config} -i {Path('key').resolve()}", "root",
+                               str(config), digest)
     none, why = ssh_connection(testinfra.backend.get_backend("ssh://root:secret@node03"))
     assert none is None and "password" in why and "secret" not in why
     none, why = ssh_connection(testinfra.backend.get_backend("local://"))

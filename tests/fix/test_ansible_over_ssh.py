@@ -148,8 +148,9 @@ def test_check_mode_on_a_non_compliant_host_changes_nothing_and_says_what_would(
 
 
 def test_another_connection_or_inventory_is_refused_before_anything_runs(node03, tmp_path):
-    """The playbook reaches only the connection it was made for: another port given on the command line, or an
-    inventory that does not name the host, stops it (no silent 'no hosts matched')."""
+    """The playbook reaches only the connection it was made for: another port given on the command line, an
+    inventory that does not name the host (no silent 'no hosts matched'), or an ssh config edited since the
+    export (its alias may lead elsewhere) stops it."""
     root, server, interpreter = node03
     playbook = export(server, tmp_path / "export")
     before = tree(root)
@@ -159,6 +160,11 @@ def test_another_connection_or_inventory_is_refused_before_anything_runs(node03,
     other.write_text("all:\n  children:\n    node03:\n      hosts:\n        node03: {}\n")
     elsewhere = play(playbook, interpreter, inventory=other)
     assert elsewhere.returncode != 0 and "is not in the inventory" in elsewhere.stdout
+    with server.ssh_config.open("a") as config:  # the alias could now lead to another machine
+        config.write("# HostName edited after the export\n")
+    redirected = play(playbook, interpreter)
+    assert redirected.returncode != 0 and "changed since the export: the connection may lead elsewhere" in \
+        redirected.stdout, redirected.stdout[-3000:]
     assert tree(root) == before
 
 

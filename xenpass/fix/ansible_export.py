@@ -25,6 +25,7 @@ import re
 import shlex
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
@@ -68,12 +69,15 @@ class Connection:
     port: int
     ssh_args: str  # -F CONFIG, -i KEY and any extra ssh options (ansible_ssh_common_args)
     become_user: str | None = None  # testinfra's --sudo: the play becomes this user (None: no become)
+    ssh_config: str | None = None  # the -F file, which decides where an alias leads: checked unchanged
+    ssh_config_sha256: str | None = None
 
     @property
     def inventory_name(self) -> str:
         """A literal host pattern no group or other host shares: readable part + hash of the whole connection."""
         digest = hashlib.sha256("\0".join([self.address, self.user, str(self.port), self.ssh_args,
-                                           self.become_user or ""]).encode(errors="surrogatepass")).hexdigest()
+                                           self.become_user or "", self.ssh_config_sha256 or ""]
+                                          ).encode(errors="surrogatepass")).hexdigest()
         readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.address).strip("._-")[:40] or "host"
         return f"xenpass-{readable}-{digest[:10]}"
 
@@ -91,8 +95,14 @@ def ssh_connection(backend) -> tuple[Connection | None, str]:
     if spec.password:
         return None, "the connection uses a password, which is not written to a file"
     args = shlex.split(backend.ssh_extra_args or "")
+    config = digest = None
     if backend.ssh_config:
-        args += ["-F", str(absolute(backend.ssh_config))]
+        config = str(absolute(backend.ssh_config))
+        args += ["-F", config]
+        try:
+            digest = hashlib.sha256(Path(config).read_bytes()).hexdigest()
+        except OSError as exc:
+            return None, f"cannot read the ssh config {config}: {exc.strerror}"
     if backend.ssh_identity_file:
         args += ["-i", str(absolute(backend.ssh_identity_file))]
     options = [*(["-o", f"User={spec.user}"] if spec.user else []), *(["-o", f"Port={spec.port}"] if spec.port else [])]
@@ -105,12 +115,11 @@ def ssh_connection(backend) -> tuple[Connection | None, str]:
     if done.returncode != 0 or not resolved.get("user") or not resolved.get("port", "").isdigit():
         return None, f"ssh -G could not resolve the connection: {done.stderr.strip() or 'no user or port'}"
     sudo_user = (backend.sudo_user or "root") if getattr(backend, "sudo", False) else None
-    return Connection(spec.name, resolved["user"], int(resolved["port"]), shlex.join(args), sudo_user), ""
+    return Connection(spec.name, resolved["user"], int(resolved["port"]), shlex.join(args), sudo_user, config,
+                      digest), ""
 
 
-def absolute(path: str):
-    from pathlib import Path
-
+def absolute(path: str) -> Path:
     return Path(path).expanduser().resolve()
 
 
@@ -276,7 +285,7 @@ def fix_playbook(plan: Plan, bdf: str, when: str, collected: str, connection: Co
                         "name": "Find it", "ansible.builtin.assert": {
                             "that": [f"'{host}' in groups['all']"], "quiet": True,
                             "fail_msg": f"xenpass: {host} is not in the inventory: use -i {inventory}"},
-                        "timeout": timeout}]}
+                        "timeout": timeout}, *same_ssh_config(connection, timeout)]}
     play: dict[str, object] = {
         "name": shown(f"xenpass fix for {plan.host} {bdf}"), "hosts": host, "gather_facts": False,
         "any_errors_fatal": True,
@@ -297,6 +306,20 @@ def fix_playbook(plan: Plan, bdf: str, when: str, collected: str, connection: Co
     body = yaml.dump([in_inventory, play], Dumper=PlaybookDumper, sort_keys=False, width=120,
                      allow_unicode=False)
     return header + body, builder.files
+
+
+def same_ssh_config(connection: Connection, timeout: int) -> list[dict]:
+    """On the controller: the -F file still says what it said at export (an alias cannot lead elsewhere)."""
+    if connection.ssh_config is None:
+        return []
+    return [{"name": "Read the ssh config", "ansible.builtin.stat": {
+                "path": Unsafe(connection.ssh_config), "get_checksum": True, "checksum_algorithm": "sha256"},
+             "register": "xenpass_ssh_config", "timeout": timeout},
+            {"name": "The ssh config is the one the host was checked with", "ansible.builtin.assert": {
+                "that": [f"xenpass_ssh_config.stat.checksum | default('') == '{connection.ssh_config_sha256}'"],
+                "quiet": True, "fail_msg": shown(f"xenpass: {connection.ssh_config} changed since the export: the "
+                                                 "connection may lead elsewhere; nothing was changed")},
+             "timeout": timeout}]
 
 
 def inventory_text(connection: Connection) -> str:
