@@ -99,7 +99,7 @@ def test_only_builtin_modules_every_task_bounded_one_host_stop_on_failure(name, 
         assert module_of(task) in MODULES, task
         assert task["timeout"] == 77, task
     copies = [t["ansible.builtin.copy"] for t in fixing["tasks"] if "ansible.builtin.copy" in t]
-    assert all(c["backup"] is True for c in copies if not c.get("remote_src"))
+    assert all(c["backup"] is False for c in copies if not c.get("remote_src"))  # no NAME.PID.DATE~ in xen/auto
     assert all(c["force"] is False and c["dest"].endswith(f".xenpass-{WHEN}") for c in copies if c.get("remote_src"))
     commands = [t for t in fixing["tasks"] if "ansible.builtin.command" in t and "changed_when" not in t]
     assert all(t.get("when") or t["ansible.builtin.command"].get("creates") for t in commands), "idempotence"
@@ -113,7 +113,8 @@ def test_every_guard_runs_before_the_first_change(name, tmp_path):
                 or ("ansible.builtin.command" in t and "changed_when" not in t)]
     guards = [i for i, t in enumerate(fixing) if "ansible.builtin.assert" in t]
     edits = [s for s in planned(name).steps if isinstance(s, FileEdit)]
-    assert len(guards) == 1 + len(edits)  # the connection, then one per file
+    replaced = [s for s in edits if s.before is not None]
+    assert len(guards) == 1 + len(edits) + len(replaced)  # the connection, each file, each file's backup name
     assert not changing or max(guards) < min(changing)
 
 

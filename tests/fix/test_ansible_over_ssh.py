@@ -42,11 +42,12 @@ def node03(tmp_path, python_cache):
         yield root, server, interpreter
 
 
-def export(server: Sshd, directory: Path, plan: Plan | None = None, only: set[str] | None = None) -> Path:
+def export(server: Sshd, directory: Path, plan: Plan | None = None, only: set[str] | None = None,
+           domus: Context = DOMU) -> Path:
     """What --fix-export writes for node03 (the plan from its live facts unless given): the playbook's path."""
     runner = connect("ssh://node03", ssh_config=str(server.ssh_config))
     facts = HostFacts(collect(runner, "node03"))
-    plan = plan or plan_device(facts, NODE03, DOMU, only)
+    plan = plan or plan_device(facts, NODE03, domus, only)
     connection, why = ssh_connection(runner.backend)
     assert connection is not None, why
     text, files = fix_playbook(plan, str(NODE03), "20260101T000000", facts.raw.collected_at, connection,
@@ -213,7 +214,10 @@ def test_a_symlinked_file_is_written_where_it_points_keeping_mode_and_owner_with
     assert site.read_text() == "xen_pciback hide=(0000:01:00.0)\n"
     stat = site.stat()
     assert (stat.st_mode & 0o777, stat.st_uid, stat.st_gid) == (0o640, 123, 45)
-    assert [p.read_text() for p in site.parent.glob("modules.*~")] == [MODULES]  # copy's backup: yes, beside it
+    backup = site.parent / ".modules.xenpass-20260101T000000"  # fix.sh's backup, beside the file the link names
+    assert backup.read_text() == MODULES and sorted(p.name for p in site.parent.iterdir()) == [backup.name, "modules"]
+    stat = backup.stat()
+    assert (stat.st_mode & 0o777, stat.st_uid, stat.st_gid) == (0o640, 123, 45)  # moved back, it is as it was
     assert recap(done)["failed"] == 0
 
 
@@ -233,3 +237,35 @@ def test_a_rebuild_that_failed_runs_again_on_the_next_run_though_the_edits_are_d
     assert recap(second)["changed"] >= 2  # the rebuild and xl, not the edit
     _, after = judge(connect("ssh://node03", ssh_config=str(server.ssh_config)))
     assert set(after.values()) == {"pass"}, after
+
+
+def startable(directory: Path) -> list[str]:
+    """What xendomains would start from `directory`: Xen's and Alpine's scripts both take the shell's
+    `$XENDOMAINS_AUTO/*` (no dot-files, nothing else filtered), bash here as in Xen's xendomains."""
+    done = subprocess.run(["bash", "-c", 'cd "$1" && for f in *; do [ -e "$f" ] && printf "%s\\n" "$f"; done',
+                           "-", str(directory)], capture_output=True, text=True, check=True, timeout=30)
+    return done.stdout.split()
+
+
+def test_a_domu_config_in_xen_auto_leaves_no_second_startable_config_there(node03, tmp_path):
+    """A domU config kept as a regular file in /etc/xen/auto: xendomains starts every `*` there at boot, and a
+    `NAME.PID.DATE~` backup holds the same `name =`, so if the new config failed to start the OLD one would.
+    After the play the only startable file there is the config itself; the backup is the hidden
+    `.nas.cfg.xenpass-WHEN` fix.sh makes beside it, with the old bytes, mode and owner; a second run adds none."""
+    root, server, interpreter = node03
+    auto = root / "etc/xen/auto"
+    auto.mkdir()
+    old = "name = 'nas'\ntype = 'pv'\nmemory = 1024\nkernel = '/boot/nas/vmlinuz'\n"  # the device not given yet
+    (root / "etc/xen/nas.cfg").unlink()
+    write(root, "/etc/xen/auto/nas.cfg", old, 0o600)
+    playbook = export(server, tmp_path / "export", only={"domu-config"}, domus=Context(("/etc/xen/auto/nas.cfg",)))
+    done = play(playbook, interpreter)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "pci = [ '01:00.0' ]" in (auto / "nas.cfg").read_text()
+    assert startable(auto) == ["nas.cfg"], sorted(p.name for p in auto.iterdir())
+    backup = auto / ".nas.cfg.xenpass-20260101T000000"
+    assert backup.read_text() == old and backup.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in auto.iterdir()) == [backup.name, "nas.cfg"]
+    again = play(playbook, interpreter)
+    assert again.returncode == 0 and recap(again)["changed"] == 0, again.stdout[-3000:]
+    assert sorted(p.name for p in auto.iterdir()) == [backup.name, "nas.cfg"] and backup.read_text() == old

@@ -6,8 +6,12 @@ The same guards as fix.sh and --fix, in Ansible's terms:
   task asserts them, so no inventory group and no stray variable can point it at another machine;
 - the content guard: before a file is written, `stat` (sha256) must find the bytes the plan was made from (or
   the plan's new bytes: already applied); a file the plan creates must not exist yet;
-- every write is a `copy` with `backup: true`, following a symlink to the file it points to (the link stays),
-  with the mode and owner that file had; a new file is 0644 root:root;
+- every write is a `copy` following a symlink to the file it points to (the link stays), with the mode and
+  owner that file had; a new file is 0644 root:root. The file it replaces is first copied (`remote_src`) to
+  fix.sh's backup, `.NAME.xenpass-WHEN` beside the file it resolves to, never to copy's own `backup: true`
+  NAME.PID.DATE~: xendomains starts every `*` in /etc/xen/auto, so that one would be a second config of the
+  same domain (the old one started if the new one fails); a dot-file is matched by no `*`. Rollback: move
+  each backup over the file it sits beside, last step first;
 - commands run only when still needed: a rebuild when an edit of this run changed a file or the image is still
   the one the facts saw, `xl pci-assignable-add` when the device is not assignable yet, `modprobe xen-pciback`
   when pciback is not there, `rc-update add` unless the runlevel link exists. A second run changes nothing;
@@ -182,14 +186,17 @@ class PlaybookBuilder:
         self.task(f"{label}: guard", "ansible.builtin.assert",
                   {"that": that, "quiet": True,
                    "fail_msg": shown(f"xenpass: step {number}: {step.path}: {why}; nothing was changed")}, guard=True)
-        write = {"dest": Unsafe(step.path), **self.content(number, step), "backup": True}
+        # never copy's `backup: true`: its NAME.PID.DATE~ beside a domU config in /etc/xen/auto is a second
+        # config xendomains would start at boot (the old one, if the new one fails to start)
+        write = {"dest": Unsafe(step.path), **self.content(number, step), "backup": False}
         if new:
             self.task(f"{label}: its directory", "ansible.builtin.file",
                       {"path": Unsafe(step.path.rsplit("/", 1)[0] or "/"), "state": "directory"})
             write |= {"follow": False, "mode": "0644", "owner": "0", "group": "0"}
         else:  # written through a symlink to the file it points to, with that file's mode and owner
-            write |= {"follow": True, "mode": f"{{{{ {seen}.stat.mode }}}}", "owner": f"{{{{ {seen}.stat.uid }}}}",
-                      "group": f"{{{{ {seen}.stat.gid }}}}"}
+            owner = {"owner": f"{{{{ {seen}.stat.uid }}}}", "group": f"{{{{ {seen}.stat.gid }}}}"}
+            self.backup_edited(number, step, label, owner)
+            write |= {"follow": True, "mode": f"{{{{ {seen}.stat.mode }}}}", **owner}
         register = f"xenpass_edit_{number}"
         self.task(f"{label}: {step.why}", "ansible.builtin.copy", write, register=register)
         self.edits.append(register)
@@ -228,16 +235,44 @@ class PlaybookBuilder:
             return f"{self.any_edit_changed()} or {still}"
         return self.any_edit_changed() if self.edits else "true"
 
+    def backup_edited(self, number: int, step: FileEdit, label: str, owner: dict[str, str]) -> None:
+        """The file an edit replaces, copied first to fix.sh's backup (hidden, beside the file it resolves to),
+        only when the edit is still to be made: a second run makes none. The guards, before any change, refuse a
+        backup name another file holds (a backup of the very bytes the plan was made from is one an interrupted
+        run made, and kept: it is the original)."""
+        found, kept = f"xenpass_resolved_{number}", f"xenpass_kept_{number}"
+        self.task(f"{label}: where it resolves", "ansible.builtin.stat",
+                  {"path": Unsafe(step.path), "follow": False, "get_checksum": False}, register=found, guard=True)
+        resolved, backup = resolved_path(found), self.backup_path(found)
+        self.task(f"{label}: is its backup name free?", "ansible.builtin.stat",
+                  {"path": backup, "follow": False, "get_checksum": True, "checksum_algorithm": "sha256"},
+                  register=kept, guard=True)
+        self.task(f"{label}: backup guard", "ansible.builtin.assert", {
+            "that": [f"not {kept}.stat.exists or ({kept}.stat.isreg and {kept}.stat.checksum == "
+                     f"'{sha256(step.before or '')}')"], "quiet": True,
+            "fail_msg": shown(f"xenpass: step {number}: {step.path}: its backup name is taken by another file; "
+                              "nothing was changed")}, guard=True)
+        self.task(f"{label}: back it up", "ansible.builtin.copy",
+                  {"src": f"{{{{ {resolved} }}}}", "remote_src": True, "force": False, "mode": "preserve",
+                   **owner, "dest": backup},
+                  when=f"xenpass_seen_{number}.stat.checksum != '{sha256(step.after)}'")
+
+    def backup_path(self, found: str) -> str:
+        """fix.sh's backup name (.NAME.xenpass-WHEN beside the resolved file), as Jinja on a `stat` result:
+        hidden, as xendomains starts every `*` in /etc/xen/auto and /boot globs and conf.d readers skip
+        dot-files."""
+        resolved = resolved_path(found)
+        return f"{{{{ {resolved} | dirname }}}}/.{{{{ {resolved} | basename }}}}.xenpass-{self.when}"
+
     def backup_before(self, number: int, path: str, needed: str, label: str) -> None:
-        """The file a command rewrites, copied aside first as fix.sh names it (hidden, beside the file it
-        resolves to: /boot globs and conf.d readers skip dot-files); an existing backup is never overwritten."""
+        """The file a command rewrites, copied aside first as fix.sh names it; an existing backup is never
+        overwritten."""
         found = f"xenpass_backup_{number}"
         self.task(f"{label}: where {path} resolves", "ansible.builtin.stat",
                   {"path": Unsafe(path), "follow": False, "get_checksum": False}, register=found)
-        resolved = f"({found}.stat.lnk_source if {found}.stat.islnk else {found}.stat.path)"
         self.task(f"{label}: back up {path}", "ansible.builtin.copy",
-                  {"src": f"{{{{ {resolved} }}}}", "remote_src": True, "force": False, "mode": "preserve",
-                   "dest": f"{{{{ {resolved} | dirname }}}}/.{{{{ {resolved} | basename }}}}.xenpass-{self.when}"},
+                  {"src": f"{{{{ {resolved_path(found)} }}}}", "remote_src": True, "force": False,
+                   "mode": "preserve", "dest": self.backup_path(found)},
                   when=f"({needed}) and {found}.stat.exists")
 
     def build(self) -> list[dict]:
@@ -253,6 +288,11 @@ class PlaybookBuilder:
         return self.guards + self.tasks
 
 
+def resolved_path(found: str) -> str:
+    """Jinja: the file a `stat` (follow: false) result resolves to (Ansible's lnk_source is the realpath)."""
+    return f"({found}.stat.lnk_source if {found}.stat.islnk else {found}.stat.path)"
+
+
 def bdf_literal(bdf: str) -> str:
     """A BDF inside a Jinja string literal: only the characters a BDF has."""
     if not re.fullmatch(r"[0-9a-fA-F:.]+", bdf):
@@ -266,8 +306,11 @@ HEADER = """\
 #   ansible-playbook -i {inventory} fix.yml --check --diff    # what would change, nothing is changed
 #   ansible-playbook -i {inventory} fix.yml                   # apply (add -b if not root); stops at the first failure
 # The play reaches exactly the connection xenpass checked ({user}@{address} port {port}); a file that changed
-# since the facts were collected is left alone; each write keeps a backup beside the file it replaces
-# (NAME.PID.DATE~, or .NAME.xenpass-{when} for the initramfs image); run again, it changes nothing.
+# since the facts were collected is left alone; run again, it changes nothing. Each file it replaces (config
+# or initramfs image) is first copied, as fix.sh does, beside the file a symlink resolves to:
+#   .NAME.xenpass-{when}
+# (hidden: xendomains starts every `*` in /etc/xen/auto). Rollback: move each such backup over the NAME beside
+# it, last step first; remove the files the plan created.
 """
 
 
