@@ -269,3 +269,18 @@ def test_a_domu_config_in_xen_auto_leaves_no_second_startable_config_there(node0
     again = play(playbook, interpreter)
     assert again.returncode == 0 and recap(again)["changed"] == 0, again.stdout[-3000:]
     assert sorted(p.name for p in auto.iterdir()) == [backup.name, "nas.cfg"] and backup.read_text() == old
+
+
+def test_a_backup_name_another_file_holds_stops_the_play_before_any_change(node03, tmp_path):
+    """fix.sh refuses a taken backup name; the playbook too, at its guards: the file there is not overwritten
+    (it may be someone's only copy) and nothing is edited."""
+    root, server, interpreter = node03
+    (root / "etc/modules").write_text(MODULES)
+    playbook = export(server, tmp_path / "export", only={"hide-entry"})
+    taken = write(root, "/etc/.modules.xenpass-20260101T000000", "someone else's file\n")
+    before = tree(root)
+    done = play(playbook, interpreter)
+    assert done.returncode != 0 and "/etc/modules: its backup name is taken by another file; nothing was changed" \
+        in done.stdout, done.stdout[-3000:]
+    assert recap(done)["changed"] == 0 and tree(root) == before
+    assert taken.read_text() == "someone else's file\n" and (root / "etc/modules").read_text() == MODULES
