@@ -284,3 +284,16 @@ def test_a_backup_name_another_file_holds_stops_the_play_before_any_change(node0
         in done.stdout, done.stdout[-3000:]
     assert recap(done)["changed"] == 0 and tree(root) == before
     assert taken.read_text() == "someone else's file\n" and (root / "etc/modules").read_text() == MODULES
+
+
+def test_a_backup_an_interrupted_run_left_is_kept_and_the_edit_made(node03, tmp_path):
+    """A run cut off after its backup copy, before the write: the backup holds the bytes the plan was made
+    from, so the next run accepts it, keeps it as it is (force: false) and makes the edit."""
+    root, server, interpreter = node03
+    (root / "etc/modules").write_text(MODULES)
+    playbook = export(server, tmp_path / "export", only={"hide-entry"})
+    kept = write(root, "/etc/.modules.xenpass-20260101T000000", MODULES, 0o600)
+    done = play(playbook, interpreter)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (root / "etc/modules").read_text() == "xen_pciback hide=(0000:01:00.0)\n"
+    assert kept.read_text() == MODULES and kept.stat().st_mode & 0o777 == 0o600
