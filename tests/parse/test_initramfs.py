@@ -6,6 +6,7 @@ import bz2
 import gzip
 import lzma
 import os
+import posixpath
 import shutil
 import stat
 import subprocess
@@ -49,8 +50,24 @@ def _pad(buf: bytearray, align: int) -> None:
     buf += b"\0" * (-len(buf) % align)
 
 
+def with_parents(entries: list[E]) -> list[E]:
+    """Each entry's missing parent directories first, as `find | cpio` writes them: the kernel creates none."""
+    named = {posixpath.normpath(e.name) for e in entries}
+    out: list[E] = []
+    for e in entries:
+        parts = posixpath.normpath(e.name).lstrip("/").split("/")[:-1]
+        for k in range(1, len(parts) + 1):
+            parent = "/".join(parts[:k])
+            if parent not in named and parent not in (".", ".."):
+                named.add(parent)
+                out.append(_dir(parent))
+        out.append(e)
+    return out
+
+
 def newc(entries: list[E], block: int = 512) -> bytes:
-    """A newc archive ending with TRAILER!!!, padded to `block` like GNU cpio."""
+    """A newc archive (parent directories added) ending with TRAILER!!!, padded to `block` like GNU cpio."""
+    entries = with_parents(entries)
     out = bytearray()
     for number, e in enumerate([*entries, E("TRAILER!!!", mode=0, nlink=1)], start=1):
         name = e.name.encode() + b"\0"
@@ -107,8 +124,13 @@ SAMPLE = [
     _dir("etc/modprobe.d"),
     E("etc/modprobe.d/xen.conf", BLACKLIST),
     E("etc/modules", b"xen-pciback\n"),
+    _dir("conf"),
     E("conf/modules", b"mpt3sas\n"),
+    _dir("usr"),
+    _dir("usr/lib"),
+    _dir("usr/lib/modprobe.d"),
     E("usr/lib/modprobe.d/systemd.conf", b"options bonding max_bonds=0\n"),
+    _dir("bin"),
     E("bin/busybox", os.urandom(3000), mode=stat.S_IFREG | 0o755),
     _symlink("bin/sh", "busybox"),
 ]
@@ -179,7 +201,7 @@ def test_several_archives_in_one_compressed_stream() -> None:
     content = ok(read_initramfs(cli("zstd", stream)))
     assert content.segments == ("zstd",)
     assert content.config_files == {"etc/modprobe.d/a.conf": "new\n"}
-    assert content.member_count == 2
+    assert content.member_count == 6  # each archive: etc, etc/modprobe.d, a.conf
 
 
 def test_names_are_normalised() -> None:
@@ -370,13 +392,14 @@ def test_old_cpio_format_is_rejected() -> None:
 
 
 def test_crc_cpio_is_read_like_the_kernel() -> None:
-    content = read_initramfs(edge.newc([edge.Member("etc/modules", b"a\n")], magic=b"070702"))
+    content = read_initramfs(edge.newc([edge.directory("etc"), edge.Member("etc/modules", b"a\n")], magic=b"070702"))
     assert content.config_files == {"etc/modules": "a\n"}
     assert content.error is None
 
 
 def test_crc_cpio_with_a_bad_checksum_stops_like_the_kernel() -> None:
-    content = read_initramfs(edge.newc([edge.Member("etc/modules", b"a\n", check=1)], magic=b"070702"))
+    archive = edge.newc([edge.directory("etc"), edge.Member("etc/modules", b"a\n", check=1)], magic=b"070702")
+    content = read_initramfs(archive)
     assert (content.error or "").startswith("bad data checksum for etc/modules")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import bz2
 import hashlib
 import lzma
-import posixpath
 import re
 import stat
 import zlib
@@ -118,12 +117,6 @@ def _is_wanted(name: str) -> bool:
     return name in _WANTED_FILES or name.startswith(_MODPROBE_DIRS)
 
 
-def _normalise(raw: bytes) -> str:
-    # The kernel extracts relative to "/", where ".." stays at the root.
-    name = raw.decode("utf-8", errors="replace")
-    return posixpath.normpath("/" + name).lstrip("/")
-
-
 def _pad4(n: int) -> int:
     return (n + 3) & ~3
 
@@ -139,6 +132,7 @@ class _Entry:
     minor: int
     size: int
     check: int | None  # the 070702 data checksum, None for 070701
+    target: str = ""  # a symlink's target
 
 
 class _Inode:
@@ -151,6 +145,13 @@ class _Inode:
         self.digest: str | None = None  # sha256, kept only for an inventory
         self.data: bytes | None = b""  # None when not kept (neither wanted nor a small link)
         self.names: set[str] = set()
+
+
+_MAX_SYMLINKS = 40  # the kernel's MAXSYMLINKS: deeper chains fail with ELOOP
+
+
+def _kind(mode: int) -> str:
+    return "f" if stat.S_ISREG(mode) else "d" if stat.S_ISDIR(mode) else "l" if stat.S_ISLNK(mode) else "o"
 
 
 _NO_LINK = _Inode()  # maybe_link() returned -1: the kernel writes nothing for this entry
@@ -166,29 +167,91 @@ class _Tree:
         self.count = 0
         self.links: dict[tuple[int, int, int, int], str] = {}  # the kernel's link hash: first name per inode
         self.modules: dict[str, str] = {}  # path -> file name, for every regular `*.ko*` member
+        self.nodes: dict[str, str] = {}  # path -> "d" dir, "f" file, "l" symlink, "o" device/fifo/socket
+        self.targets: dict[str, str] = {}  # symlink path -> target
         self.last_linked = False  # the last regular entry was hard-linked to an earlier name (maybe_link() == 1)
 
     def begin(self, entry: _Entry) -> _Inode | None:
-        """Account for an entry; return the inode its data goes to (regular files), as do_name does."""
+        """Apply one entry as do_name()/do_symlink() do; return the inode a regular file's data goes to."""
         self.count += 1
-        name = entry.name
-        base = name.rsplit("/", 1)[-1]
-        if stat.S_ISREG(entry.mode) and ".ko" in base:
-            self.modules[name] = base
-        else:
-            self.modules.pop(name, None)
-        if not stat.S_ISREG(entry.mode):
-            self._drop(name)  # clean_path: a dir, symlink or node replaces a file of the same name
+        raw = entry.name
+        path = self._resolve(raw)
+        self.last_linked = False
+        if path is None:  # a missing parent, or a parent that is no directory: every syscall fails
             return None
-        inode = self._linked(entry)
+        entry.name = path
+        kind = _kind(entry.mode)
+        if raw.endswith("/") or raw.rsplit("/", 1)[-1] in (".", "..") or not path:
+            return None  # names a directory that exists: mkdir gets EEXIST, anything else fails
+        if not self._clean(path, kind):
+            return None
+        if kind == "f":
+            return self._regular(entry, raw)
+        if kind == "l":
+            self.nodes[path], self.targets[path] = "l", entry.target
+        elif path not in self.nodes and not (kind == "o" and self._linked(entry, raw) is not None):
+            self.nodes[path] = kind
+        return None
+
+    def _regular(self, entry: _Entry, raw: str) -> _Inode | None:
+        path = entry.name
+        base = path.rsplit("/", 1)[-1]
+        if ".ko" in base:
+            self.modules[path] = base
+        inode = self._linked(entry, raw)
         self.last_linked = inode is not None
         if inode is _NO_LINK:
             return None
         if inode is None:  # open(O_TRUNC) on an existing file writes into its inode (and its other names)
-            inode = self.inodes.get(name) or _Inode()
-            self._attach(name, inode)
-        self.meta[name] = (entry.mode, entry.mtime)
+            inode = self.inodes.get(path) or _Inode()
+            self._attach(path, inode)
+        self.nodes[path] = "f"
+        self.meta[path] = (entry.mode, entry.mtime)
         return inode
+
+    def _clean(self, path: str, kind: str) -> bool:
+        """clean_path(): an existing node of another type goes (a directory only when empty)."""
+        old = self.nodes.get(path)
+        if old is None or (old == kind and kind != "l"):
+            return True
+        if old == "d" and any(n.startswith(path + "/") for n in self.nodes):
+            return False  # rmdir fails; creating the new node then fails too
+        self._drop(path)
+        return True
+
+    def _resolve(self, raw: str, depth: int = 0) -> str | None:
+        """The path a syscall reaches for `raw`, relative to the rootfs: parents followed through symlinks."""
+        parts = raw.split("/")
+        parent = self._walk([], parts[:-1], depth)
+        if parent is None:
+            return None
+        last = parts[-1]
+        if last in ("", "."):
+            return "/".join(parent)
+        if last == "..":
+            return "/".join(parent[:-1])
+        return "/".join([*parent, last])
+
+    def _walk(self, cur: list[str], parts: list[str], depth: int) -> list[str] | None:
+        for part in parts:
+            if part in ("", "."):
+                continue
+            if part == "..":
+                cur = cur[:-1]  # ".." at the root stays there
+                continue
+            path = "/".join([*cur, part])
+            kind = self.nodes.get(path)
+            if kind == "l" and depth < _MAX_SYMLINKS:
+                target = self.targets[path]
+                found = self._walk([] if target.startswith("/") else cur, target.split("/"), depth + 1)
+                if found is None or self.nodes.get("/".join(found), "d" if not found else None) != "d":
+                    return None
+                cur = found
+            elif kind == "d":
+                cur = [*cur, part]
+            else:
+                return None
+        return cur
 
     def keeps(self, inode: _Inode, entry: _Entry) -> bool:
         return any(_is_wanted(n) for n in inode.names) or (entry.nlink >= 2 and entry.size <= _LINK_KEEP)
@@ -196,16 +259,22 @@ class _Tree:
     def trailer(self) -> None:
         self.links.clear()  # free_hash(): the kernel forgets links at each TRAILER!!!
 
-    def _linked(self, entry: _Entry) -> _Inode | None:
+    def _linked(self, entry: _Entry, raw: str) -> _Inode | None:
         # maybe_link(): the first name of an (ino, major, minor, type) is remembered, later ones link to it
         if entry.nlink < 2:
             return None
         key = (entry.major, entry.minor, entry.ino, stat.S_IFMT(entry.mode))
-        first = self.links.setdefault(key, entry.name)
-        if first == entry.name:
+        first = self.links.setdefault(key, raw)
+        if first is raw:
             return None
-        target = self.inodes.get(first)
-        self._drop(entry.name)
+        first_path = self._resolve(first)
+        target = self.inodes.get(first_path) if first_path is not None else None
+        self._clean(entry.name, "")  # clean_path(collected, 0): whatever is there goes
+        if entry.name in self.nodes:
+            return _NO_LINK
+        if target is None and first_path is not None and self.nodes.get(first_path) == "o":
+            self.nodes[entry.name] = "o"  # a second name for a device node or fifo
+            return _NO_LINK
         if target is None:  # init_link() fails: the first name is gone or is no longer a file
             return _NO_LINK
         self._attach(entry.name, target)
@@ -216,6 +285,9 @@ class _Tree:
         inode.names.add(name)
 
     def _drop(self, name: str) -> None:
+        self.nodes.pop(name, None)
+        self.targets.pop(name, None)
+        self.modules.pop(name, None)
         inode = self.inodes.pop(name, None)
         if inode is not None:
             inode.names.discard(name)
@@ -280,6 +352,7 @@ class _CpioStream:
         self.need = 0
         self.entry: _Entry | None = None
         self.body: _Body | None = None
+        self.link_target: bytearray | None = None
         self.left = 0
         self.skip = 0
         self.after_trailer = False
@@ -379,8 +452,11 @@ class _CpioStream:
             self.entry = None
             self.tree.trailer()
             self.after_trailer = True
+        elif stat.S_ISLNK(entry.mode):  # do_symlink() runs once the target is collected
+            entry.name = raw_name.decode("utf-8", errors="replace")
+            self.link_target = bytearray()
         else:
-            entry.name = _normalise(raw_name)
+            entry.name = raw_name.decode("utf-8", errors="replace")
             inode = self.tree.begin(entry)
             if inode is not None:
                 self.body = _Body(self.tree, inode, entry, linked_empty=entry.size == 0 and self.tree.last_linked)
@@ -391,13 +467,19 @@ class _CpioStream:
         take = min(self.left, n - i)
         if self.body is not None:
             self.body.add(buf[i:i + take])
+        elif self.link_target is not None:
+            self.link_target += buf[i:i + take]
         self.left -= take
         if self.left == 0:
             self._end_body()
         return i + take
 
     def _end_body(self) -> None:
-        body, self.body, self.entry = self.body, None, None
+        body, entry, target = self.body, self.entry, self.link_target
+        self.body, self.entry, self.link_target = None, None, None
+        if entry is not None and target is not None:
+            entry.target = bytes(target).split(b"\x00", 1)[0].decode("utf-8", errors="replace")
+            self.tree.begin(entry)
         if body is not None:
             body.close(body.entry.size)
             if not body.checksum_ok():
@@ -468,7 +550,7 @@ def _gunzip(data: bytes, pos: int, segment: int) -> Iterator[bytes]:
             raise _FormatError(f"gzip uncompression error in segment {segment}: {exc}") from None
         if out:
             yield out
-    end = i - len(dec.unused_data) - len(dec.unconsumed_tail) + 8
+    end = i - len(dec.unused_data) + 8  # at the end, unconsumed_tail repeats unused_data
     if end > len(data):
         raise _truncated("gzip", segment)
     return end
