@@ -110,3 +110,32 @@ def parse_console(console: str, seconds: float) -> KernelView:
 
 
 __all__ = ["KernelView", "boot", "elf_kernel", "lab_kernel", "parse_console", "probe_archive"]
+
+
+RECORD = Path(__file__).with_name("kernel_unpack_6.1.json")
+
+
+def record(names: list[str]) -> dict[str, dict]:
+    """Boot the kernel on each named edge case; what it unpacked, as the fast suite's recorded oracle."""
+    from tests.support.edge_images import EDGE_CASES
+
+    kernel = elf_kernel(lab_kernel(), Path(tempfile.gettempdir()))
+    results: dict[str, dict] = {}
+    for name in names:
+        case = EDGE_CASES[name]
+        seen = boot(kernel, case.build(), case.memory_mib)
+        results[name] = {"error": seen.error, "files": seen.files, "symlinks": seen.symlinks,
+                         "seconds": round(seen.seconds, 1)}
+        print(f"{name}: {seen.error or 'unpacked'} ({seen.seconds:.1f} s)", flush=True)
+    return results
+
+
+if __name__ == "__main__":  # python -m tests.support.kernel_oracle [CASE...]: re-record the kernel's answers
+    import json
+    import sys
+
+    from tests.support.edge_images import EDGE_CASES
+
+    kept = json.loads(RECORD.read_text()) if RECORD.exists() else {}
+    kept.update(record(sys.argv[1:] or list(EDGE_CASES)))
+    RECORD.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
