@@ -223,6 +223,12 @@ def hardlink_rewritten_later() -> bytes:
     return first + newc([Member("etc/b", BLACKLIST)])
 
 
+def hardlink_same_name_twice() -> bytes:
+    # the kernel's find_link() hands back the name itself; clean_path() then removes it and the link fails
+    return newc([*etc_tree()[:2], Member("etc/modprobe.d/a.conf", CONF, ino=9, nlink=2),
+                 Member("etc/modprobe.d/a.conf", b"", ino=9, nlink=2), Member("etc/after", b"a")])
+
+
 def replaced_types() -> bytes:
     first = newc([*etc_tree(), directory("etc/was-dir"), Member("etc/was-file", b"f"),
                   Member("etc/was-link-target", b"t"), symlink("etc/was-link", "was-link-target"),
@@ -354,6 +360,7 @@ EDGE_CASES: dict[str, EdgeCase] = {
     "hardlinks-data-on-last": EdgeCase(lambda: hardlinks(True), ci=False),
     "hardlinks-data-on-first": EdgeCase(lambda: hardlinks(False), ci=False),
     "hardlink-rewritten-later": EdgeCase(hardlink_rewritten_later),
+    "hardlink-same-name-twice": EdgeCase(hardlink_same_name_twice, ci=False),
     "replaced-types": EdgeCase(replaced_types),
     "symlinked-dir": EdgeCase(symlinked_dir),
     "missing-parent-dir": EdgeCase(missing_parent),

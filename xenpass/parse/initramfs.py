@@ -193,8 +193,10 @@ class _Tree:
             return self._regular(entry, raw)
         if kind == "l":
             self.nodes[path], self.targets[path] = "l", entry.target
-        elif path not in self.nodes and not (kind == "o" and self._linked(entry, raw) is not None):
-            self.nodes[path] = kind
+        elif kind == "d":
+            self.nodes.setdefault(path, "d")  # mkdir; EEXIST keeps the directory there
+        elif self._linked(entry, raw) is None:  # mknod only when maybe_link() returned 0
+            self.nodes.setdefault(path, "o")
         return None
 
     def _regular(self, entry: _Entry, raw: str) -> _Inode | None:
@@ -223,10 +225,10 @@ class _Tree:
         self._drop(path)
         return True
 
-    def _resolve(self, raw: str, depth: int = 0) -> str | None:
+    def _resolve(self, raw: str) -> str | None:
         """The path a syscall reaches for `raw`, relative to the rootfs: parents followed through symlinks."""
         parts = raw.split("/")
-        parent = self._walk([], parts[:-1], depth)
+        parent = self._walk([], parts[:-1], 0)
         if parent is None:
             return None
         last = parts[-1]
@@ -271,14 +273,14 @@ class _Tree:
         first = self.links.setdefault(key, raw)
         if first is raw:
             return None
+        self._clean(entry.name, "")  # clean_path(collected, 0): whatever is there goes, even the first name
         first_path = self._resolve(first)
-        target = self.inodes.get(first_path) if first_path is not None else None
-        self._clean(entry.name, "")  # clean_path(collected, 0): whatever is there goes
-        if entry.name in self.nodes:
+        if entry.name in self.nodes or first_path is None:
             return _NO_LINK
-        if target is None and first_path is not None and self.nodes.get(first_path) == "o":
+        if self.nodes.get(first_path) == "o":
             self.nodes[entry.name] = "o"  # a second name for a device node or fifo
             return _NO_LINK
+        target = self.inodes.get(first_path)
         if target is None:  # init_link() fails: the first name is gone or is no longer a file
             return _NO_LINK
         self._attach(entry.name, target)
