@@ -303,6 +303,12 @@ def lz4_multi_block() -> bytes:
     return lz4_legacy(newc([*etc_tree(), Member("rand", _noise(9 << 20))]))  # over 8 MiB: two blocks
 
 
+def lz4_then_gzip(padding: int) -> bytes:
+    # the kernel's unlz4 has no end marker: it stops at the end of the data or at a zero chunk size
+    first = lz4_legacy(newc(etc_tree()))
+    return first + b"\0" * padding + gz(newc([Member("etc/modprobe.d/later.conf", BLACKLIST)]))
+
+
 def _noise(n: int) -> bytes:
     out = bytearray()
     state = 1
@@ -342,6 +348,8 @@ EDGE_CASES: dict[str, EdgeCase] = {
     "lzo": EdgeCase(lambda: early_then(lzo)),
     "lz4-legacy": EdgeCase(lambda: early_then(lz4_legacy), ci=False),
     "lz4-legacy-multi-block": EdgeCase(lz4_multi_block, ci=False),
+    "lz4-then-gzip": EdgeCase(lambda: lz4_then_gzip(0), ci=False),
+    "lz4-zero-padded-then-gzip": EdgeCase(lambda: lz4_then_gzip(4), ci=False),
     "lz4-frame": EdgeCase(lambda: early_then(lz4_frame), ci=False),
     "zstd": EdgeCase(lambda: early_then(zstd)),
     "zstd-several-archives": EdgeCase(several_archives_in_one_stream, ci=False),

@@ -667,36 +667,36 @@ def _unzstd(data: bytes, pos: int, segment: int) -> Iterator[bytes]:
 
 _LZ4_MAGIC = b"\x02\x21\x4c\x18"
 _LZ4_BLOCK = 8 << 20
-_LZ4_BOUND = _LZ4_BLOCK + _LZ4_BLOCK // 255 + 16  # LZ4_compressBound(8 MiB)
 
 
 def _unlz4(data: bytes, pos: int, segment: int) -> Iterator[bytes]:
-    # Legacy format: magic, then [LE32 size][block] with 8 MiB per block; no end marker, so the stream
-    # ends at EOF, at padding, at an impossible size, or after a short (hence last) block.
+    # Legacy format as lib/decompress_unlz4.c reads it: magic, then [LE32 size][block] with up to 8 MiB out per
+    # block. There is no end marker: the stream runs to the end of the image, a zero size word (padding) or
+    # fewer than 4 bytes left. A segment right after it, with no zero padding between, is read as one more
+    # block and fails ("Decoding failed"), as it does in the kernel (checked in QEMU: lz4-then-gzip).
     try:
         from lz4 import block
     except ImportError as exc:
         raise _FormatError(f"lz4 not supported: {exc}") from None
-    i, last_full = pos + 4, True
-    while i + 4 <= len(data):
+    i = pos + 4
+    while len(data) - i >= 4:
         word = data[i:i + 4]
         if word == _LZ4_MAGIC:  # concatenated lz4 -l streams, skipped by the kernel too
-            i, last_full = i + 4, True
+            i += 4
             continue
         size = int.from_bytes(word, "little")
-        if not last_full or size == 0 or size > _LZ4_BOUND:
+        if size == 0:
             break
-        if i + 4 + size > len(data):
-            if detect_compression(data[i:i + 6]):  # a full last block followed by a short next segment
-                break
-            raise _truncated("lz4", segment)
+        i += 4
+        if size > len(data) - i:
+            raise _FormatError(f"lz4: data corrupted in segment {segment} (a block of {size} bytes at offset "
+                               f"{i - 4} runs past the image; the kernel's unlz4 fails there)")
         try:
-            out = block.decompress(data[i + 4:i + 4 + size], uncompressed_size=_LZ4_BLOCK)
+            out = block.decompress(data[i:i + size], uncompressed_size=_LZ4_BLOCK)
         except block.LZ4BlockError:
-            if detect_compression(data[i:i + 6]):  # likewise, with a longer next segment
-                break
-            raise _FormatError(f"corrupt lz4 block in segment {segment} at offset {i}") from None
-        i, last_full = i + 4 + size, len(out) == _LZ4_BLOCK
+            raise _FormatError(f"lz4: decoding failed in segment {segment} at offset {i - 4} (the kernel's unlz4 "
+                               "reads on until zero padding or the end of the image)") from None
+        i += size
         yield out
     return i
 
