@@ -370,6 +370,13 @@ def test_junk_inside_compressed_stream() -> None:
     assert (content.error or "").startswith("junk within compressed archive in segment 1")
 
 
+def test_an_empty_compressed_stream_fails_only_before_any_entry() -> None:
+    # unpack_to_rootfs() wants state Reset after each stream; it starts in Start, reached Reset after an entry.
+    assert "junk at the end of compressed archive" in (read_initramfs(LIB["gzip"](b"")).error or "")
+    content = ok(read_initramfs(newc([E("etc/modules", b"a\n")]) + LIB["gzip"](b"")))
+    assert content.config_files == {"etc/modules": "a\n"}
+
+
 def test_broken_padding_before_uncompressed_archive() -> None:
     image = newc([E("a")]) + b"\0\0" + newc([E("b")])
     assert "broken padding" in (read_initramfs(image).error or "")

@@ -376,6 +376,7 @@ EDGE_CASES: dict[str, EdgeCase] = {
     "dir-with-body-and-fifo": EdgeCase(dir_with_body, ci=False),
     "name-longer-than-path-max": EdgeCase(long_name, ci=False),
     "old-odc-format": EdgeCase(old_format, ci=False),
+    "empty-gzip-after-plain": EdgeCase(lambda: plain() + gz(b""), ci=False),
     "zero-padding-around": EdgeCase(empty_file_and_zero_image, ci=False),
     "large-file-40mib": EdgeCase(large_file, ci=False),
     "inflates-past-512mib": EdgeCase(lambda: inflates_past(600), ci=False, memory_mib=1536),

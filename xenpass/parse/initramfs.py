@@ -367,8 +367,9 @@ class _CpioStream:
         self.stopped = False
 
     def between_entries(self) -> bool:
-        """True where the kernel's state is Reset: the only place a compressed stream may end."""
-        return self.state == _BOUNDARY and self.archives > 0
+        """True where the kernel's state is Reset: the only place a compressed stream may end. Before the
+        image's first entry the state is Start, so a first stream with no entry fails too."""
+        return self.state == _BOUNDARY and (self.archives > 0 or not self.first)
 
     def feed(self, buf: bytes, start: int = 0) -> int:
         """Consume buf[start:]; return the index of the first byte not consumed."""
