@@ -203,3 +203,15 @@ def test_an_image_the_host_tool_cannot_read_goes_to_the_local_reader(debian_root
     _, image = image_content(debian_root, host_tool=True)
     assert image.content.reader is None  # the local reader, which says what is wrong
     assert "truncated" in image.content.error or "corrupt" in image.content.error
+
+
+@pytest.mark.parametrize("check", [lzma.CHECK_CRC64, lzma.CHECK_SHA256])
+def test_an_xz_image_the_kernel_refuses_is_never_read_by_the_host_tool(debian_root, check):
+    # The host's xz reads any check; Linux 6.1's xz decoder only none and crc32 ("Input was encoded with
+    # settings that are not supported by this XZ decoder"): the kernel boots without this image's files.
+    early = newc({"kernel/x86/microcode/GenuineIntel.bin": "u" * 700}, with_dirs=True)
+    main = newc({"etc/modprobe.d/xen.conf": "blacklist mptsas\n"}, with_dirs=True)
+    (debian_root / IMAGE.lstrip("/")).write_bytes(early + lzma.compress(main, check=check))
+    _, image = image_content(debian_root, host_tool=True)
+    assert image.content.reader is None  # the local reader, which refuses it as the kernel does
+    assert "xz check type" in (image.content.error or "")

@@ -123,7 +123,7 @@ def build(host: FakeHost, root: Path) -> Path:
     build_sysfs(host, root)
     build_tools(host, root)
     for path, (files, mtime) in host.initramfs.items():
-        write(root, path, gzip.compress(newc(files, mtime), mtime=mtime))
+        write(root, path, gzip.compress(newc(files, mtime, with_dirs=True), mtime=mtime))
     settle_mtimes(root, host.base_mtime)
     for path, (_, mtime) in host.initramfs.items():
         os.utime(root / path.lstrip("/"), (mtime, mtime))

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-READER_VERSION = 2  # bump when what is kept of an image changes (parse/initramfs.py, collect.sh)
+READER_VERSION = 3  # bump when what is kept of an image changes (parse/initramfs.py, collect.sh)
 KEEP_PER_HOST = 8  # the hashes offered to a host: its current image and a few it may roll back to
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
