@@ -25,7 +25,7 @@ from xenpass.text import visible
 
 # pytest-html's own sheet has grey (#999) body text, orange and red outcome labels on white, a 800 px minimum
 # width and a 550 px summary column: below WCAG AA contrast, and unreadable on a phone. These win over it.
-PAGE_STYLE = """<style>
+PAGE_STYLE = """<meta name="viewport" content="width=device-width, initial-scale=1"><style>
 body{min-width:0;max-width:1180px;margin:0 auto;padding:0 14px;color:#1f2328;font-size:14px;line-height:1.45}
 a{color:#0550ae}h1{font-size:22px;margin:14px 0 2px}h1+p{color:#57606a;font-size:12px;margin:0}
 p{color:inherit}
@@ -73,7 +73,8 @@ STYLE = """<style>
 .xp-matrix th,.xp-matrix td{border:1px solid #c8ccd0;padding:3px 8px;text-align:left}
 .xp-pass{background:#dafbe1}.xp-fail,.xp-error{background:#ffebe9}.xp-warn{background:#fff8c5}
 .xp-blocked,.xp-skip{background:#eaeef2}
-.xp-matrix .xp-fail,.xp-matrix .xp-error{color:#82071e;font-weight:bold}
+.xp-matrix .xp-fail,.xp-matrix .xp-error,.xp-matrix .xp-fail a,.xp-matrix .xp-error a{color:#82071e;font-weight:bold}
+.xp-matrix .xp-blocked a{color:#1f2328}
 .xp-evidence{background:#f6f8fa;border-left:3px solid #8c959f;padding:4px 8px;white-space:pre-wrap;font-size:12px;
  overflow-wrap:anywhere}
 .xp-matrix,.xp-fix{color:#1f2328}
@@ -489,8 +490,9 @@ def matrix_html(run: RunResults, catalogue: bool = True) -> str:
             rows.append(f"<tr><td>{shown(host.name)}</td><td colspan='{len(rules) + 1}' class='xp-error'>"
                         f"{shown(reason)}</td></tr>")
             continue
+        link = None if run.compact else device_anchor(host.name, bdf)
         cells = "".join(cell(verdicts.get(r), run.compact, run.status_label(host.name, bdf, verdicts[r])
-                             if r in verdicts else None) for r in rules)
+                             if r in verdicts else None, link) for r in rules)
         rows.append(f"<tr><td>{shown(host.name)}</td><td>{shown(str(bdf))}</td>{cells}</tr>")
     table = f"<table class='xp-matrix'><tr><th>host</th><th>device</th>{head}</tr>{''.join(rows)}</table>"
     unreachable = sum(1 for host in run.hosts or [] if host.error)
@@ -520,12 +522,15 @@ def tally_html(rows: list[tuple[HostResult, Bdf | None, dict[str, Verdict]]], ru
             f"<div class='xp-scroll'>{table}</div></details>")
 
 
-def cell(verdict: Verdict | None, compact: bool = False, status: str | None = None) -> str:
+def cell(verdict: Verdict | None, compact: bool = False, status: str | None = None, link: str | None = None) -> str:
+    """A matrix cell; where something is wrong in a full report it links to the reason (said once, below)."""
     if verdict is None:
         return "<td>—</td>"
     status = status or verdict.status.value
     label = status + (f" ({verdict.state})" if verdict.state and verdict.state != "assignable" else "")
     css = "skip" if status == "waived" else verdict.status.value
+    if link is not None and verdict.status in (Status.FAIL, Status.ERROR, Status.BLOCKED):
+        return f"<td class='xp-{css}'><a href='#{link}'>{shown(label)}</a></td>"
     return f"<td class='xp-{css}'{cell_title(verdict, compact)}>{shown(label)}</td>"
 
 
