@@ -337,7 +337,10 @@ def test_fix_on_snapshots_end_to_end_shows_the_plan_and_that_it_cannot_apply(tmp
     assert in_order(shown, "Compliance matrix", "Fix history", "node03-broken-mpt2sas-alias", SNAPSHOT_NOTE,
                     "1. planned", "edit /etc/modprobe.d/xen-passthrough.conf", "+blacklist mpt3sas")
     assert "nothing to fix: node03-fixed 0000:01:00.0" in shown
-    assert "fix not applied: " + SNAPSHOT_NOTE in logs and "fix plan (not applied):" in logs
+    # what --fix did for each failing rule: under its reason in "What failed" (said once, not in the rows' logs)
+    failures = shown[shown.index("What failed, and why"):shown.index("Fix history")]
+    assert in_order(failures, "native-driver-blacklisted", "What --fix did", "fix not applied: " + SNAPSHOT_NOTE,
+                    "fix plan (not applied):")
     data = json.loads(out.read_text())
     broken = next(h for h in data["hosts"] if h["host"] == "node03-broken-mpt2sas-alias")["devices"][0]
     assert broken["applied"]["failed"] == SNAPSHOT_NOTE and broken["fix_result"]["outcome"] == "not applied"
