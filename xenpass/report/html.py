@@ -66,6 +66,8 @@ span.error,span.failed,span.xpassed,.error .col-result,.failed .col-result,.xpas
 .xp-device h3{font-size:15px;margin:6px 0}.xp-failure{margin:8px 0 4px}
 .xp-reason{white-space:pre-wrap;margin:4px 0}.xp-blocks{color:#57606a;margin:4px 0}
 details>summary{cursor:pointer;color:#0550ae}
+@media (max-width:640px){.col-result{width:auto}.col-duration,.col-links,#results-table-head th:nth-child(n+3){
+ display:none}.col-result:hover::after,.col-result.collapsed:hover::after{content:none}}
 </style>"""
 
 STYLE = """<style>
