@@ -188,6 +188,15 @@ def test_the_summary_holds_host_text_as_text_only(name):
     assert html.escape(visible(name), quote=False) in page
 
 
+def test_a_host_that_could_not_be_checked_is_explained_once():
+    run = hostile_run("node03")
+    error = "unreachable: ssh: could not resolve node03~down"
+    run.hosts[1].error = error
+    text = Page(report_html(run)).text
+    assert text.count(error) == 1
+    assert text.index("could not be checked: why") < text.index(error)  # the card and the matrix link to it
+
+
 def test_a_passing_rows_extras_fold_its_evidence():
     verdict = Verdict("hide-entry", Status.PASS, "hidden by /etc/modules:3", (Evidence("/etc/modules", "3: x"),))
     [extra] = verdict_extras(verdict)

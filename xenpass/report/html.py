@@ -48,7 +48,7 @@ span.error,span.failed,span.xpassed,.error .col-result,.failed .col-result,.xpas
  background:#6639ba}
 .xp-badge{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;font-weight:bold;color:#fff;
  white-space:nowrap;vertical-align:middle}
-.xp-cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:10px;margin:8px 0 16px}
+.xp-cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:10px;margin:8px 0 16px}
 .xp-card{border:1px solid #d0d7de;border-top:5px solid #d0d7de;border-radius:6px;padding:6px 12px;min-width:0;
  overflow-wrap:anywhere;background:#fff}
 .xp-card.xp-v-compliant{border-top-color:#1a7f37}.xp-card.xp-v-non-compliant{border-top-color:#b42318}
@@ -264,10 +264,9 @@ def card_html(run: RunResults, host: HostResult, verdict: str, devices: dict[Bdf
     rows.append(("seconds", f"{host.seconds:.2f}"))
     facts_list = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
     body = f"<dl class='xp-facts'>{facts_list}</dl>"
-    if host.error:
-        body += f"<p class='xp-reason'>{shown(host.error)}</p>"
-    elif not devices:
-        body += "<p class='xp-reason'>no device checked: the host declares none for passthrough</p>"
+    if host.error or not devices:  # the reason is said once, under "What failed"
+        what = "could not be checked" if host.error else "no device checked"
+        body += f"<p><a href='#{device_anchor(host.name, None)}'>{what}: why</a></p>"
     else:
         body += "<ul class='xp-devices'>" + "".join(
             f"<li>{escape(str(bdf))} {badge(v)}{device_failures(run, host.name, bdf)}</li>"
@@ -487,10 +486,13 @@ def matrix_html(run: RunResults, catalogue: bool = True) -> str:
     matrix_rows = run.rows()
     rows = []
     for host, bdf, verdicts in matrix_rows:
-        if bdf is None:
-            reason = host.error or "no device checked"
+        if bdf is None:  # a full report says why once, under "What failed"; a compact one may not list it
+            reason = shown(host.error or "no device checked")
+            if not run.compact:
+                reason = (f"<a href='#{device_anchor(host.name, None)}'>"
+                          f"{'could not be checked' if host.error else 'no device checked'}: why</a>")
             rows.append(f"<tr><td>{shown(host.name)}</td><td colspan='{len(rules) + 1}' class='xp-error'>"
-                        f"{shown(reason)}</td></tr>")
+                        f"{reason}</td></tr>")
             continue
         link = None if run.compact else device_anchor(host.name, bdf)
         cells = "".join(cell(verdicts.get(r), run.compact, run.status_label(host.name, bdf, verdicts[r])
