@@ -533,7 +533,7 @@ def cell(verdict: Verdict | None, compact: bool = False, status: str | None = No
     status = status or verdict.status.value
     label = status + (f" ({verdict.state})" if verdict.state and verdict.state != "assignable" else "")
     css = "skip" if status == "waived" else verdict.status.value
-    if link is not None and verdict.status in (Status.FAIL, Status.ERROR, Status.BLOCKED):
+    if link is not None and status != "waived" and verdict.status in (Status.FAIL, Status.ERROR, Status.BLOCKED):
         return f"<td class='xp-{css}'><a href='#{link}'>{shown(label)}</a></td>"
     return f"<td class='xp-{css}'{cell_title(verdict, compact)}>{shown(label)}</td>"
 
