@@ -569,7 +569,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = outcome.get_result()
     found = item.stash.get(VERDICT, None)
     if item.stash.get(SUMMARISED, False) or (found is not None and report.when == "call"):
-        report.xenpass_summarised = True  # its row in the HTML says it once, without pytest's message box
+        # its row in the HTML says it once, in a sentence (extras), without pytest's message box; a compact
+        # report has no extras and lists only some failures above: its row keeps the message, as text
+        report.xenpass_log = plain_message(report, found) if results(item.config).compact else ""
     if item.stash.get(SUMMARISED, False) and report.failed and not results(item.config).compact:
         from xenpass.report.html import not_checked_extras
 
@@ -615,11 +617,26 @@ def pytest_html_results_summary(prefix: list, summary: list, postfix: list, sess
         prefix.append(f"<p>xenpass: could not render the compliance summary: {escape(exception_line(exc))}</p>")
 
 
+def plain_message(report: pytest.TestReport, found: Verdict | None = None) -> str:
+    """A test's outcome message as a reader wants it: a skip's `(path, line, 'Skipped: ...')` becomes its text,
+    and a blocked rule names the rule it waits for without repeating that rule's reason."""
+    from xenpass.report.html import blocker
+
+    if found is not None and report.when == "call" and blocker(found):
+        return f"[{found.rule}] not judged: it needs {blocker(found)}, which did not pass on this device"
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return report.longreprtext
+
+
 def pytest_html_results_table_html(report: pytest.TestReport, data: list) -> None:
     """No log box for a test whose reason the page already says (pytest's message, or a skip's raw
     `(path, line, 'Skipped: ...')` tuple): its row's own extras say it in a sentence."""
-    if getattr(report, "xenpass_summarised", False):
-        data.clear()
+    log = getattr(report, "xenpass_log", None)
+    if log is not None:
+        from html import escape
+
+        data[:] = [escape(visible(log))] if log else []
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

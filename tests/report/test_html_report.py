@@ -202,3 +202,23 @@ def test_a_passing_rows_extras_fold_its_evidence():
     [extra] = verdict_extras(verdict)
     assert "<b>hide-entry: PASS</b> — hidden by /etc/modules:3" in extra["content"]
     assert "<details><summary>Evidence (1)</summary>" in extra["content"]
+
+
+def test_a_compact_reports_rows_keep_the_message_as_a_sentence(tmp_path):
+    """A compact report (huge fleets) has no extras and lists only some failures above: each row that did not
+    pass keeps its message, but never as pytest's skip tuple, and a blocked rule does not repeat its blocker's."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider",
+                           f"--html={tmp_path / 'r.html'}", f"--compliance-json={tmp_path / 'c.json'}",
+                           "--report-detail=compact", "--snapshot", str(BROKEN)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    rows = [row for rows in blob((tmp_path / "r.html").read_text())["tests"].values() for row in rows]
+    logs = {row["result"] + ": " + html.unescape(row["log"]) for row in rows}
+    failed = sorted(log for log in logs if log.startswith("Failed: "))
+    assert [log.split("]")[0] for log in failed] == ["Failed: [driver-pciback", "Failed: [native-driver-blacklisted"]
+    assert "only an alias of mpt3sas" in failed[1]
+    assert sorted(set(logs) - set(failed)) == [
+        "Skipped: [assignable] not judged: it needs driver-pciback, which did not pass on this device",
+        "Skipped: [initramfs-current] not judged: it needs native-driver-blacklisted, which did not pass on this "
+        "device"]
+    assert not any("('" in log for log in logs)
