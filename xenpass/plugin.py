@@ -24,7 +24,6 @@ import testinfra.backend
 from xenpass.engine import evaluate
 from xenpass.facts.image_cache import ImageCache, default_directory
 from xenpass.facts.raw import save_snapshot
-from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
 from xenpass.remediate import remediate
 from xenpass.report.fixes import APPLIED, NOTHING, REFUSED, DeviceFix, device_fix, fix_note
@@ -516,7 +515,6 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
         # after --fix also those it blocked before fixing: the plan was made from those verdicts
         blocked = blocked_by(rule_id, verdicts) + (blocked_by(rule_id, fix.before) if fix is not None else [])
         plan = run.plan(host, device).for_rule(rule_id, *blocked)
-        request.node.stash[PLAN] = plan
         if fix is not None:  # what was applied, what failed, what remains: never "apply with --fix" again
             remaining = None
             if fix.outcome in (APPLIED, REFUSED, NOTHING) and not run.compact:
@@ -539,7 +537,6 @@ def blocked_by(rule_id: str, verdicts: dict[str, Verdict]) -> list[str]:
 VERDICT = pytest.StashKey[Verdict]()
 WHERE = pytest.StashKey[tuple[str, Bdf | None]]()
 SUMMARISED = pytest.StashKey[bool]()  # the test's failure (its host's error, no device) is said in the summary
-PLAN = pytest.StashKey[Plan]()
 FIX = pytest.StashKey[DeviceFix]()
 
 
@@ -589,8 +586,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         run = results(item.config)
         try:
             host, device = item.stash[WHERE]
-            more = verdict_extras(found, item.stash.get(PLAN, None), item.stash.get(FIX, None), (host, device),
-                                  run.status_label(host, device, found))
+            label = run.status_label(host, device, found)
+            more = verdict_extras(found, item.stash.get(FIX, None), (host, device), label)
         except Exception as exc:  # the test's outcome stands; its evidence is in the JSON
             more = [extras.html(f"<p>xenpass: could not show this test's evidence: {escape(exception_line(exc))}</p>")]
         report.extras = getattr(report, "extras", []) + more

@@ -209,7 +209,7 @@ def test_html_history_shows_host_text_escaped():
 def test_a_tests_extras_after_fix_show_its_rule_before_and_after_and_the_devices_history():
     run = failed_run()
     fix = device_fix(run, "node04", BDF)
-    [extra] = verdict_extras(run.reported["node04"][BDF]["initramfs-current"], run.plans[("node04", BDF)], fix)
+    [extra] = verdict_extras(run.reported["node04"][BDF]["initramfs-current"], fix)
     shown = Text(extra["content"]).text
     assert "initramfs-current: blocked → fail" in shown
     assert in_order(shown, "fix failed at step 3 of 4", "3. FAILED", "Rollback", "rm /etc/modprobe.d/")

@@ -15,7 +15,6 @@ import pytest
 from pytest_html import extras
 
 from xenpass.catalogue import anchor, html_section
-from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
 from xenpass.report.fixes import APPLIED, FAILED, NOT_APPLIED, NOTHING, REFUSED, DeviceFix, fix_history, plural
 from xenpass.report.results import RunResults, run_verdict
@@ -131,8 +130,8 @@ def badge(verdict: str) -> str:
 
 # -- one test's row in pytest-html's table ------------------------------------------------------------------------
 
-def verdict_extras(verdict: Verdict, plan: Plan | None = None, fix: DeviceFix | None = None,
-                   where: tuple[str, Bdf] | None = None, label: str | None = None) -> list:
+def verdict_extras(verdict: Verdict, fix: DeviceFix | None = None, where: tuple[str, Bdf] | None = None,
+                   label: str | None = None) -> list:
     """A test's extras. A failure's reason, evidence and plan are said once, under "What failed": its row links
     there (`where` is its host and device); a blocked rule names the rule it waits for; anything else shows its
     reason with the evidence folded. After --fix (`fix`): what the fix did to the device."""
@@ -151,8 +150,6 @@ def verdict_extras(verdict: Verdict, plan: Plan | None = None, fix: DeviceFix | 
         parts = [f"<p>{head} — {shown(verdict.reason)}</p>", evidence_html(verdict)]
     if fix is not None:
         parts.append(fix_extras(fix, verdict.rule))
-    elif plan is not None and not plan.empty and verdict.status not in (Status.FAIL, Status.ERROR):
-        parts.append(folded("Fix plan (apply with --fix)", f"<pre class='xp-evidence'>{shown(plan.render())}</pre>"))
     return [extras.html("".join(parts))]
 
 
