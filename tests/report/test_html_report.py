@@ -222,3 +222,24 @@ def test_a_compact_reports_rows_keep_the_message_as_a_sentence(tmp_path):
         "Skipped: [initramfs-current] not judged: it needs native-driver-blacklisted, which did not pass on this "
         "device"]
     assert not any("('" in log for log in logs)
+
+
+def test_every_link_in_the_page_has_its_target(tmp_path):
+    """Rows, cards and matrix cells link to the reason: waived-only devices and unreachable hosts included."""
+    waivers = tmp_path / "waivers.yaml"
+    waivers.write_text("waivers:\n  - rule: driver-pciback\n    reason: vendor driver\n    owner: ops@example.com\n"
+                       "    expires: 2099-12-31\n  - rule: native-driver-blacklisted\n    reason: migration\n"
+                       "    owner: ops@example.com\n    expires: 2099-12-31\n")
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text("{not json")
+    done = subprocess.run([sys.executable, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider",
+                           f"--html={tmp_path / 'r.html'}", f"--compliance-json={tmp_path / 'c.json'}",
+                           f"--waivers={waivers}", "--snapshot", str(BROKEN), "--snapshot", str(corrupt)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    page = (tmp_path / "r.html").read_text()
+    rows = "".join(e["content"] for rows in blob(page)["tests"].values() for row in rows for e in row["extras"])
+    ids = set(re.findall(r"id='([^']+)'", page)) | set(re.findall(r'id="([^"]+)"', page))
+    links = set(re.findall(r"href='#([^']+)'", page + rows))
+    assert links and links <= ids, links - ids
+    assert "Accepted by a waiver" in Page(page).text

@@ -141,7 +141,8 @@ def verdict_extras(verdict: Verdict, fix: DeviceFix | None = None, where: tuple[
     link = f"<a href='#{device_anchor(*where)}'>" if where else ""
     close = "</a>" if where else ""
     if verdict.status in (Status.FAIL, Status.ERROR):
-        what = "accepted by a waiver" if label == "waived" else "the reason, evidence and fix plan"
+        what = ("accepted by a waiver" if label == "waived" else "the reason and evidence"
+                if verdict.status == Status.ERROR else "the reason, evidence and fix plan")
         parts = [f"<p>{head} — {what}: see {link}What failed{close} above.</p>"]
     elif verdict.status == Status.BLOCKED and blocker(verdict):
         parts = [f"<p>{head} — not judged: it needs <b>{shown(blocker(verdict) or '')}</b>, which did not pass on "
@@ -301,9 +302,10 @@ def failures_html(run: RunResults, verdicts: dict[str, tuple[str, dict[Bdf, str]
                               f"<h3>{shown(host.name)} · {escape(str(bdf))} {badge(device_verdict)}</h3>{entries}"
                               "</section>")
             accepted = failure_entries(run, host.name, bdf, rules, accepted=True)
-            if accepted:
-                waived.append(f"<section class='xp-device xp-v-waived'><h3>{shown(host.name)} · {escape(str(bdf))}"
-                              f"</h3>{accepted}</section>")
+            if accepted:  # the rows link to the device: here, when nothing else of it is listed above
+                anchor_id = "" if entries else f" id='{device_anchor(host.name, bdf)}'"
+                waived.append(f"<section class='xp-device xp-v-waived'{anchor_id}><h3>{shown(host.name)} · "
+                              f"{escape(str(bdf))}</h3>{accepted}</section>")
     if not blocks and not waived:
         return "<h2 id='xp-failures'>What failed, and why</h2><p>Nothing failed.</p>"
     more = ""
