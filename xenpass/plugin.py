@@ -24,7 +24,6 @@ import testinfra.backend
 from xenpass.engine import evaluate
 from xenpass.facts.image_cache import ImageCache, default_directory
 from xenpass.facts.raw import save_snapshot
-from xenpass.fix.base import Plan
 from xenpass.parse.bdf import Bdf
 from xenpass.remediate import remediate
 from xenpass.report.fixes import APPLIED, NOTHING, REFUSED, DeviceFix, device_fix, fix_note
@@ -457,6 +456,9 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
     # JUnit XML (--junitxml) carries these as <property>: a CI system can group by rule, host and device
     request.node.user_properties += [("xenpass_rule", rule_id), ("xenpass_host", visible(host_name)),
                                      ("xenpass_device", str(device) if device else "")]
+    if host.error or device is None:  # the HTML says why under the host's card and "What failed"
+        request.node.stash[SUMMARISED] = True
+        request.node.stash[WHERE] = (host_name, None)
     if host.error:  # an error quotes the host (ssh stderr, a snapshot's path): shown, never obeyed
         pytest.fail(visible(f"{host_name}: {host.error}"), pytrace=False)
     if device is None:
@@ -469,6 +471,7 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
     run.record(host_name, device, found)
     request.node.user_properties += [("xenpass_status", found.status.value), ("xenpass_reason", visible(found.reason))]
     request.node.stash[VERDICT] = found
+    request.node.stash[WHERE] = (host_name, device)
     waiver = run.waiver(host_name, device, found)
     if waiver is not None and not waiver.expired(run.today):
         pytest.xfail(visible(f"[{rule_id}] waived until {waiver.expires} by {waiver.owner}: {waiver.reason} "
@@ -486,15 +489,17 @@ def verdict(request: pytest.FixtureRequest) -> Verdict:
         # after --fix also those it blocked before fixing: the plan was made from those verdicts
         blocked = blocked_by(rule_id, verdicts) + (blocked_by(rule_id, fix.before) if fix is not None else [])
         plan = run.plan(host, device).for_rule(rule_id, *blocked)
-        request.node.stash[PLAN] = plan
         if fix is not None:  # what was applied, what failed, what remains: never "apply with --fix" again
             remaining = None
             if fix.outcome in (APPLIED, REFUSED, NOTHING) and not run.compact:
                 remaining = run.remaining_plan(host, device).for_rule(rule_id, *blocked_by(rule_id, verdicts))
             note = fix_note(fix, rule_id, plan, remaining, brief=run.compact)
+            run.notes[(host_name, device, rule_id)] = note
             found = replace(found, reason=f"{found.reason}\n\n{note}")
         elif not plan.empty and not run.compact:
-            found = replace(found, reason=f"{found.reason}\n\nfix plan (apply with --fix):\n{plan.render()}")
+            note = f"fix plan (apply with --fix):\n{plan.render()}"
+            run.notes[(host_name, device, rule_id)] = note
+            found = replace(found, reason=f"{found.reason}\n\n{note}")
     return found
 
 
@@ -504,7 +509,8 @@ def blocked_by(rule_id: str, verdicts: dict[str, Verdict]) -> list[str]:
 
 
 VERDICT = pytest.StashKey[Verdict]()
-PLAN = pytest.StashKey[Plan]()
+WHERE = pytest.StashKey[tuple[str, Bdf | None]]()
+SUMMARISED = pytest.StashKey[bool]()  # the test's failure (its host's error, no device) is said in the summary
 FIX = pytest.StashKey[DeviceFix]()
 
 
@@ -533,6 +539,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
     found = item.stash.get(VERDICT, None)
+    if item.stash.get(SUMMARISED, False) or (found is not None and report.when == "call"):
+        # its row in the HTML says it once, in a sentence (extras), without pytest's message box; a compact
+        # report has no extras and lists only some failures above: its row keeps the message, as text
+        report.xenpass_log = plain_message(report, found) if results(item.config).compact else ""
+    if item.stash.get(SUMMARISED, False) and report.failed and not results(item.config).compact:
+        from xenpass.report.html import not_checked_extras
+
+        report.extras = getattr(report, "extras", []) + not_checked_extras(item.stash[WHERE][0])
     if found is None or report.when != "call":
         return
     report.user_properties.append(("status", found.status.value))
@@ -543,35 +557,57 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
         from xenpass.report.html import verdict_extras
 
+        run = results(item.config)
         try:
-            more = verdict_extras(found, item.stash.get(PLAN, None), item.stash.get(FIX, None))
+            host, device = item.stash[WHERE]
+            label = run.status_label(host, device, found)
+            more = verdict_extras(found, item.stash.get(FIX, None), (host, device), label)
         except Exception as exc:  # the test's outcome stands; its evidence is in the JSON
             more = [extras.html(f"<p>xenpass: could not show this test's evidence: {escape(exception_line(exc))}</p>")]
         report.extras = getattr(report, "extras", []) + more
 
 
+def pytest_html_report_title(report) -> None:
+    if RESULTS in report.config.stash:  # the compliance suites, not the project's own tests
+        report.title = "Xen PCI passthrough compliance"
+
+
 def pytest_html_results_summary(prefix: list, summary: list, postfix: list, session: pytest.Session) -> None:
+    """The verdict, a card per host, the matrix, each failure once, the fix history: above the table of tests."""
     run = results(session.config)
-    if run.hosts:
+    if not run.hosts:
+        return
+    from html import escape
+
+    from xenpass.report.html import report_html
+
+    try:
+        note = session.config.pluginmanager.get_plugin(COMPACT_TABLE).note() if run.compact else ""
+        prefix.append(report_html(run, fixing=bool(session.config.getoption("fix")), compact_note=note))
+    except Exception as exc:  # the rest of the page (every test) is still written
+        prefix.append(f"<p>xenpass: could not render the compliance summary: {escape(exception_line(exc))}</p>")
+
+
+def plain_message(report: pytest.TestReport, found: Verdict | None = None) -> str:
+    """A test's outcome message as a reader wants it: a skip's `(path, line, 'Skipped: ...')` becomes its text,
+    and a blocked rule names the rule it waits for without repeating that rule's reason."""
+    from xenpass.report.html import blocker
+
+    if found is not None and report.when == "call" and blocker(found):
+        return f"[{found.rule}] not judged: it needs {blocker(found)}, which did not pass on this device"
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return report.longreprtext
+
+
+def pytest_html_results_table_html(report: pytest.TestReport, data: list) -> None:
+    """No log box for a test whose reason the page already says (pytest's message, or a skip's raw
+    `(path, line, 'Skipped: ...')` tuple): its row's own extras say it in a sentence."""
+    log = getattr(report, "xenpass_log", None)
+    if log is not None:
         from html import escape
 
-        from xenpass.report.html import matrix_html
-
-        try:
-            prefix.append(matrix_html(run))
-            if run.compact:
-                prefix.append(session.config.pluginmanager.get_plugin(COMPACT_TABLE).note())
-        except Exception as exc:  # the rest of the page (every test) is still written
-            prefix.append(f"<p>xenpass: could not render the compliance matrix: {escape(exception_line(exc))}</p>")
-    if run.hosts and session.config.getoption("fix"):
-        from html import escape
-
-        from xenpass.report.html import fix_history_html
-
-        try:  # after the matrix: per host × device, what --fix applied, what failed, how to roll back
-            prefix.append(fix_history_html(run, fixing=True))
-        except Exception as exc:
-            prefix.append(f"<p>xenpass: could not render the fix history: {escape(exception_line(exc))}</p>")
+        data[:] = [escape(visible(log))] if log else []
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

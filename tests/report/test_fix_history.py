@@ -209,7 +209,7 @@ def test_html_history_shows_host_text_escaped():
 def test_a_tests_extras_after_fix_show_its_rule_before_and_after_and_the_devices_history():
     run = failed_run()
     fix = device_fix(run, "node04", BDF)
-    [extra] = verdict_extras(run.reported["node04"][BDF]["initramfs-current"], run.plans[("node04", BDF)], fix)
+    [extra] = verdict_extras(run.reported["node04"][BDF]["initramfs-current"], fix)
     shown = Text(extra["content"]).text
     assert "initramfs-current: blocked → fail" in shown
     assert in_order(shown, "fix failed at step 3 of 4", "3. FAILED", "Rollback", "rm /etc/modprobe.d/")
@@ -337,7 +337,10 @@ def test_fix_on_snapshots_end_to_end_shows_the_plan_and_that_it_cannot_apply(tmp
     assert in_order(shown, "Compliance matrix", "Fix history", "node03-broken-mpt2sas-alias", SNAPSHOT_NOTE,
                     "1. planned", "edit /etc/modprobe.d/xen-passthrough.conf", "+blacklist mpt3sas")
     assert "nothing to fix: node03-fixed 0000:01:00.0" in shown
-    assert "fix not applied: " + SNAPSHOT_NOTE in logs and "fix plan (not applied):" in logs
+    # what --fix did for each failing rule: under its reason in "What failed" (said once, not in the rows' logs)
+    failures = shown[shown.index("What failed, and why"):shown.index("Fix history")]
+    assert in_order(failures, "native-driver-blacklisted", "What --fix did", "fix not applied: " + SNAPSHOT_NOTE,
+                    "fix plan (not applied):")
     data = json.loads(out.read_text())
     broken = next(h for h in data["hosts"] if h["host"] == "node03-broken-mpt2sas-alias")["devices"][0]
     assert broken["applied"]["failed"] == SNAPSHOT_NOTE and broken["fix_result"]["outcome"] == "not applied"

@@ -15,3 +15,72 @@ def test_host_error_with_brackets_is_printed_verbatim():
     print_matrix(run, reporter)
     assert "node09" in reporter.text
     assert "[/etc/hosts]" in reporter.text and "[::1]" in reporter.text
+
+
+# -- fitting the terminal ----------------------------------------------------------------------------------------
+
+def demo_run() -> RunResults:
+    """The seed's node03 broken and fixed, plus a host that could not be checked, judged as the checks do."""
+    from pathlib import Path
+
+    from xenpass.engine import evaluate
+    from xenpass.facts.host import HostFacts
+    from xenpass.facts.raw import load_snapshot
+    from xenpass.parse.bdf import parse_bdf
+    from xenpass.rules.base import Context
+
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures"
+    bdf = parse_bdf("01:00.0")
+    hosts = [HostResult(Target(name=name), facts=HostFacts(load_snapshot(fixtures / f"{name}.json")), devices=[bdf])
+             for name in ("node03-broken-mpt2sas-alias", "node03-fixed")]
+    hosts.append(HostResult(Target(name="node09"), error="ssh: connect to host node09 port 22: Connection refused"))
+    run = RunResults(hosts=hosts)
+    for host in hosts[:2]:
+        for verdict in evaluate(host.facts, bdf, Context()).values():
+            run.record(host.name, bdf, verdict)
+    return run
+
+
+def printed(width: int) -> list[str]:
+    reporter = Reporter()
+    print_matrix(demo_run(), reporter, width=width)
+    return reporter.text.rstrip("\n").split("\n")
+
+
+def test_a_wide_terminal_gets_the_whole_matrix():
+    lines = printed(200)
+    assert all(len(line) <= 200 for line in lines)
+    header = next(line for line in lines if "host" in line and "device" in line)
+    assert "native-driver-blacklisted" in header and "initramfs-current" in header  # no column cut short
+    assert any("node03-broken-mpt2sas-alias" in line and "fail" in line and "blocked" in line for line in lines)
+    assert lines[-2:] == ["hosts: 1 compliant, 1 non-compliant, 1 unreachable", "1 of 3 hosts compliant"]
+
+
+def test_a_narrow_terminal_gets_each_hosts_verdict_and_failing_rules():
+    for width in (80, 40):
+        lines = printed(width)
+        assert all(len(line) <= width for line in lines), width
+        text = "\n".join(lines)
+        assert "…" not in text and "┃" not in text  # not a squeezed matrix: lines that wrap
+        flat = " ".join(text.split())
+        assert "the host × device × rule matrix needs 164 columns, the terminal has " + str(width) in flat
+        assert "node03-broken-mpt2sas-alias: non-compliant 0000:01:00.0: native-driver-blacklisted, driver-pciback; " \
+               "2 blocked node03-fixed: compliant node09: unreachable ssh: connect to host node09 port 22: " \
+               "Connection refused hosts: 1 compliant, 1 non-compliant, 1 unreachable 1 of 3 hosts compliant" in flat
+        assert lines[-1] == "1 of 3 hosts compliant"
+
+
+def test_the_width_is_the_terminals(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "70")
+    reporter = Reporter()
+    print_matrix(demo_run(), reporter)
+    assert max(len(line) for line in reporter.text.splitlines()) <= 70
+    assert "compliance, per host" in reporter.text
+
+
+def test_all_compliant_says_so_last():
+    run = demo_run()
+    run.hosts = run.hosts[1:2]
+    reporter = Reporter()
+    print_matrix(run, reporter, width=200)
+    assert reporter.text.rstrip("\n").split("\n")[-1] == "1 of 1 host compliant"

@@ -40,6 +40,8 @@ class RunResults:
     image_cache: ImageCache | None = None  # what each host's initramfs holds, by host and image sha256
     waivers: list[Waiver] = field(default_factory=list)
     today: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
+    # what a failing test's message adds after its reason: its fix plan, or after --fix what the fix did
+    notes: dict[tuple[str, Bdf, str], str] = field(default_factory=dict)
 
     def waiver(self, host: str, bdf: Bdf, verdict: Verdict) -> Waiver | None:
         """The waiver (active, else expired) for a failing verdict; only `fail` can be waived."""
@@ -92,6 +94,26 @@ class RunResults:
                 out.append((host, None, {}))
             for bdf in sorted(devices):
                 out.append((host, bdf, devices[bdf]))
+        return out
+
+    def device_verdict(self, host: str, bdf: Bdf, verdicts: dict[str, Verdict]) -> str:
+        """The device's verdict as the JSON has it, without building the JSON (evidence, plans)."""
+        rules = []
+        for verdict in verdicts.values():
+            waiver = self.waiver(host, bdf, verdict)
+            rules.append({"status": verdict.status.value,
+                          **({"waiver": {"expired": waiver.expired(self.today)}} if waiver else {})})
+        return device_verdict(rules)
+
+    def host_verdicts(self) -> dict[str, tuple[str, dict[Bdf, str]]]:
+        """Per host (by name): its verdict and its devices' verdicts, as in the JSON."""
+        out = {}
+        for host in self.hosts or []:
+            devices = {bdf: self.device_verdict(host.name, bdf, verdicts)
+                       for bdf, verdicts in sorted(self.reported.get(host.name, {}).items())}
+            verdict = host_verdict({"reachable": host.error is None, "devices": [{"verdict": v} for v in
+                                                                                 devices.values()]})
+            out[host.name] = (verdict, devices)
         return out
 
     def to_json(self) -> dict:
