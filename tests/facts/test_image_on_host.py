@@ -103,8 +103,9 @@ def images(draw) -> tuple[bytes, dict]:
 
 
 def padded(archive: bytes) -> bool:
-    """Zero padding follows the trailer. unmkinitramfs ends an early segment only there (its cpio stops at the
-    first trailer), so an archive filling its last 512-byte block exactly swallows the next one."""
+    """Zero padding follows the trailer. unmkinitramfs walks the newc headers of an uncompressed segment until a
+    zero byte or a non-cpio magic; its cpio then stops at the first trailer. So an early archive with no padding
+    swallows a following *uncompressed* archive, which is lost; a compressed stream after it ends the walk."""
     end = archive.rindex(b"TRAILER!!!") + len(b"TRAILER!!!\0")
     return len(archive) > end + (-end % 4)
 
@@ -119,7 +120,7 @@ def test_the_host_tool_says_what_the_local_reader_says(debian_root, image):
     # Where unmkinitramfs would miss an archive the kernel unpacks, the host sends the image to the local
     # reader. Its test counts literal trailers against early archives, so a trailer that also shows verbatim
     # in the compressed stream (tiny images) sends it there too: never the host tool when unsafe.
-    splittable = all(padded(archive) for archive in layout["early"])
+    splittable = all(padded(archive) for archive in layout["early"][:-1])  # the main one is compressed
     trusted = splittable and (not layout["early"] or data.count(b"TRAILER!!!") == len(layout["early"]))
     assert on_host.content.reader == ("unmkinitramfs on the host" if trusted else None)
     assert local.content.reader is None and local.content.error is None
