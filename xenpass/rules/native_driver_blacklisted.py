@@ -6,6 +6,7 @@ from xenpass.facts.host import PCIBACK, HostFacts
 from xenpass.parse.bdf import Bdf
 from xenpass.parse.modprobe import normalize_module
 from xenpass.rules.base import Context, Evidence, Rule, Status, Verdict, command_evidence, where
+from xenpass.rules.kmod_coldplug import KmodColdplug, first_binding
 
 
 def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
@@ -21,6 +22,9 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
         return RULE.verdict(Status.PASS, f"no module of kernel {facts.kernel} claims {bdf} by its modalias",
                             *evidence)
     evidence += blacklist_evidence(facts, natives)
+    dev = facts.pci.get(bdf)
+    if facts.modprobe_impl == "kmod" and dev is not None and dev.modalias:
+        return kmod_verdict(facts, dev.modalias, natives, evidence)
     problems, guards = [], []
     for module in natives:
         guard, why = prevention(facts, module)
@@ -55,6 +59,40 @@ def prevention(facts: HostFacts, module: str) -> tuple[bool, str]:
         if kmod and name == "modprobe.blacklist" and module in [normalize_module(m) for m in (value or "").split(",")]:
             return True, f"{module} is blacklisted by modprobe.blacklist= on the kernel command line"
     return False, missing_reason(facts, module)
+
+
+def kmod_verdict(facts: HostFacts, modalias: str, natives: tuple[str, ...], evidence: list[Evidence]) -> Verdict:
+    """kmod hosts: what udev's coldplug (`modprobe -b MODALIAS`) loads for the device, step by step."""
+    for module in natives:
+        stop = not_by_coldplug(facts, module)
+        if stop:
+            return RULE.verdict(Status.FAIL, stop, *evidence)
+    trace = KmodColdplug(facts).coldplug(modalias)
+    version = f"kmod {facts.kmod_version}" if facts.kmod_version else "kmod"
+    first = first_binding(trace, natives)
+    if first is not None and first.module != PCIBACK:
+        how = f" ({first.via})" if first.via else ""
+        loads = f"udev's coldplug (`modprobe -b {modalias}`, {version}) loads {first.module} first{how}"
+        return RULE.verdict(Status.FAIL, f"{loads}; {missing_reason(facts, first.module)}", *evidence)
+    if first is not None:
+        return RULE.verdict(Status.PASS, f"udev's coldplug ({version}) loads xen-pciback before any native driver, "
+                                         f"by {first.via}", *evidence)
+    why = "; ".join(trace.notes) or "no module it loads claims the device"
+    loads = ", ".join(load.module for load in trace.loads) or "nothing"
+    return RULE.verdict(Status.PASS, f"udev's coldplug (`modprobe -b {modalias}`, {version}) loads {loads} "
+                                     f"and no native driver: {why}", *evidence)
+
+
+def not_by_coldplug(facts: HostFacts, module: str) -> str | None:
+    """A native driver that gets loaded whatever coldplug does: built in, or named in a modules list."""
+    if module in facts.builtin_modules:
+        return f"{module} is built into kernel {facts.kernel}: no blacklist can stop it"
+    explicit = [ln for ln in facts.module_load_lines + facts.initramfs_modules if normalize_module(ln.module) == module]
+    if explicit:
+        at = where(explicit[0].source, explicit[0].lineno)
+        return (f"{module} is loaded by name at {at}; a blacklist only stops loading by alias, "
+                "so remove that line")
+    return None
 
 
 def missing_reason(facts: HostFacts, module: str) -> str:
