@@ -206,6 +206,19 @@ class KmodRoot:
         loads = tuple(loaded_modules(done.stdout.decode(errors="replace")))
         return Outcome(first_binding(loads, modalias), loads)
 
+    def oracle_options(self, name: str) -> str | None:
+        """The options kmod passes when a module is loaded by name (`modprobe NAME`, as systemd-modules-load
+        and initramfs-tools do): the text after the path on the `insmod` line; None when it inserts nothing."""
+        self.use_modprobe(None)
+        env = ["/bin/env", "-i", "PATH=/sbin:/bin:/usr/sbin:/usr/bin", f"LD_PRELOAD={ORACLE_DIR}/noload.so"]
+        argv = ["unshare", "--user", "--map-root-user", "chroot", str(self.root), *env, "/sbin/modprobe", name]
+        done = subprocess.run(argv, capture_output=True, timeout=30)
+        for line in done.stdout.decode(errors="replace").splitlines():
+            options = line.split(" ", 2)[2] if line.count(" ") >= 2 else ""
+            if line.startswith("insmod ") and loaded_modules(line) == [name.replace("-", "_")]:
+                return options
+        return None
+
     def use_modprobe(self, target: str | None) -> None:
         """/sbin/modprobe: the real kmod (for the collector) or the oracle's verbose wrapper."""
         link = self.root / "sbin/modprobe"

@@ -6,8 +6,9 @@ the product collects the fake root with the real collect.sh and judges every dev
 machine's kmod running udev's coldplug (`modprobe -b MODALIAS`, see kmod_oracle.py). They must agree:
 PASS exactly when coldplug loads no driver that claims the device, or loads xen-pciback first.
 
-Cases per run: XENPASS_KMOD_CASES (default 150 per /usr layout, so 300; e.g. XENPASS_KMOD_CASES=5000 for
-a long run). The kmod version covered is whatever `kmod --version` says here (Debian 12: kmod 30).
+Cases per run: XENPASS_KMOD_CASES (default 120 per /usr layout, so 240, and a third of that for hide=);
+XENPASS_KMOD_CASES=5000 for a long run. The kmod version covered is whatever `kmod --version` says here
+(Debian 12: kmod 30).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from tests.differential.kmod_oracle import (
     KmodRoot,
     available,
 )
+from xenpass.parse.modprobe import parse_options
+from xenpass.rules.hide_sources import decide
 
-CASES = int(os.environ.get("XENPASS_KMOD_CASES", "150"))
+CASES = int(os.environ.get("XENPASS_KMOD_CASES", "120"))
 pytestmark = pytest.mark.skipif(available() is not None, reason=available() or "")
 
 NAMES = ["mpt3sas", "mpt2sas", "megaraid_sas", "megaraid-sas", "mptsas", "mptspi", "mpt*", "mpt?sas",
@@ -110,3 +113,43 @@ def disagreements(root: KmodRoot, case: KmodCase) -> list[str]:
 def test_native_driver_verdict_agrees_with_kmod(kmod_root: KmodRoot, case: KmodCase) -> None:
     found = disagreements(kmod_root, case)
     assert not found, "\n".join([*found, f"cmdline: {case.cmdline}", *map(repr, case.files)])
+
+
+HIDE_OPTIONS = ["options xen-pciback hide=(01:00.0)", "options xen_pciback hide=(02:00.0) hide=(03:00.0)",
+                'options xen-pciback  hide="(04:00.0)"', "options xen_pciback\thide=(05:00.0)",
+                "options xen-pciback permissive=1", "options xen-pciback[ hide=(06:00.0)", "blacklist xen-pciback"]
+HIDE_CMDLINE = ["xen-pciback.hide=(0a:00.0)", 'xen_pciback.hide="(0b:00.0)"', '"xen-pciback.hide=(0c:00.0)"',
+                "xen-pciback.hide=(0d:00.0) xen_pciback.hide=(0e:00.0)", "xen-pciback.hide",
+                "xen.pciback.hide=(0f:00.0)",
+                'xen-pciback.hide="(10:00.0)(11:00.0)"']
+
+
+@st.composite
+def hide_cases(draw: st.DrawFn) -> KmodCase:
+    files = {}
+    for _ in range(draw(st.integers(0, 4))):
+        path = f"{draw(st.sampled_from(CONFIG_DIRS))}/{draw(st.sampled_from(FILE_NAMES[:4]))}"
+        if draw(st.integers(0, 5)) == 0:
+            files.setdefault(path, ConfigFile(path, None))
+        else:
+            text = "\n".join(draw(st.lists(st.sampled_from(HIDE_OPTIONS), max_size=3)))
+            text += draw(st.sampled_from(["\n", ""]))
+            files.setdefault(path, ConfigFile(path, text))
+    words = draw(st.lists(st.sampled_from(HIDE_CMDLINE), max_size=2))
+    return KmodCase(list(files.values()), " ".join(["BOOT_IMAGE=/vmlinuz ro", *words]))
+
+
+@settings(max_examples=max(CASES // 3, 10), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=hide_cases())
+def test_hide_value_agrees_with_kmod(kmod_root: KmodRoot, case: KmodCase) -> None:
+    """The hide= xen-pciback gets when loaded by name: kmod's options (modprobe.d, then the command line),
+    of which the kernel keeps the last (its parse_args, which tests/parse/test_hide.py holds to the kernel)."""
+    kmod_root.apply(case)
+    facts = kmod_root.product_facts()
+    decided = decide(facts).value
+    options = kmod_root.oracle_options("xen-pciback")
+    hides = [value for name, value in parse_options(options or "") if name == "hide" and value is not None]
+    expected = hides[-1] if hides else None
+    context = [f"kmod passes `{options}`; product took {decided}", f"cmdline: {case.cmdline}", *map(repr, case.files)]
+    assert (decided.value.raw if decided else None) == expected, "\n".join(context)
