@@ -114,6 +114,14 @@ class KmodColdplug:
             self.probe(module, via, ignore_install=False, depth=0)
         return self.trace
 
+    def load_by_name(self, name: str) -> Trace:
+        """`modprobe NAME` (systemd-modules-load, initramfs-tools' conf/modules): no blacklist, softdep and
+        install still apply."""
+        self.trace = Trace()
+        for module, via in self.lookup(name):
+            self.probe(module, via, ignore_install=False, depth=0)
+        return self.trace
+
     def lookup(self, name: str) -> list[tuple[str, str]]:
         """kmod_module_new_from_lookup: config aliases, module names, install names, modules.alias, builtin."""
         wanted = alias_normalize(name)

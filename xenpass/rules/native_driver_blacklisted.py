@@ -63,11 +63,12 @@ def prevention(facts: HostFacts, module: str) -> tuple[bool, str]:
 
 def kmod_verdict(facts: HostFacts, modalias: str, natives: tuple[str, ...], evidence: list[Evidence]) -> Verdict:
     """kmod hosts: what udev's coldplug (`modprobe -b MODALIAS`) loads for the device, step by step."""
+    model = KmodColdplug(facts)
     for module in natives:
-        stop = not_by_coldplug(facts, module)
+        stop = not_by_coldplug(facts, model, module, natives)
         if stop:
             return RULE.verdict(Status.FAIL, stop, *evidence)
-    trace = KmodColdplug(facts).coldplug(modalias)
+    trace = model.coldplug(modalias)
     version = f"kmod {facts.kmod_version}" if facts.kmod_version else "kmod"
     first = first_binding(trace, natives)
     if first is not None and first.module != PCIBACK:
@@ -83,15 +84,18 @@ def kmod_verdict(facts: HostFacts, modalias: str, natives: tuple[str, ...], evid
                                      f"and no native driver: {why}", *evidence)
 
 
-def not_by_coldplug(facts: HostFacts, module: str) -> str | None:
-    """A native driver that gets loaded whatever coldplug does: built in, or named in a modules list."""
+def not_by_coldplug(facts: HostFacts, model: KmodColdplug, module: str, natives: tuple[str, ...]) -> str | None:
+    """A native driver loaded outside coldplug: built in, or named in a modules list, where kmod's `modprobe
+    NAME` ignores the blacklist but still applies softdep and install (so xen-pciback may still come first)."""
     if module in facts.builtin_modules:
         return f"{module} is built into kernel {facts.kernel}: no blacklist can stop it"
-    explicit = [ln for ln in facts.module_load_lines + facts.initramfs_modules if normalize_module(ln.module) == module]
-    if explicit:
-        at = where(explicit[0].source, explicit[0].lineno)
-        return (f"{module} is loaded by name at {at}; a blacklist only stops loading by alias, "
-                "so remove that line")
+    for line in facts.module_load_lines + facts.initramfs_modules:
+        if normalize_module(line.module) != module:
+            continue
+        first = first_binding(model.load_by_name(line.module), natives)
+        if first is not None and first.module != PCIBACK:
+            return (f"{module} is loaded by name at {where(line.source, line.lineno)}; a blacklist only stops "
+                    "loading by alias, so remove that line")
     return None
 
 
