@@ -155,7 +155,11 @@ RULE = Rule(
     passes=(
         "the module that claims the device by its modalias (resolved through `modules.alias`, or lspci's "
         '"Kernel modules") is blacklisted by its **real** name, or (kmod only) replaced by `install`, or '
-        'preceded by `softdep … pre: xen-pciback`; not built in; not loaded by name from `/etc/modules`.'
+        'preceded by `softdep … pre: xen-pciback`; not built in; not loaded by name from `/etc/modules`. On kmod '
+        "hosts, what udev's coldplug (`modprobe -b MODALIAS`) loads first is worked out as the host's kmod "
+        "version does it: modprobe.d `alias` lines before modules.alias, glob `install`/`softdep` names, "
+        "/dev/null masks, /usr/local/lib/modprobe.d, `.alias` files (kmod < 33), its softdep and command-line "
+        "parsers (docs/tool-facts.md)."
     ),
     why=(
         'udev/mdev coldplug loads the native driver by modalias; whichever module binds first owns the '
@@ -163,7 +167,7 @@ RULE = Rule(
     ),
     references=(
         'modprobe.d(5): blacklist, install, softdep',
-        'kmod libkmod-config.c',
+        'kmod libkmod-config.c, libkmod-module.c (v30 to v34)',
         'busybox modutils/modprobe.c',
         'Linux Documentation/ABI/testing/sysfs-bus-pci (modalias)',
     ),
