@@ -297,6 +297,32 @@ class HostFacts:
                 chosen.setdefault(PurePosixPath(path).name, path)
         return [self.config_file(chosen[name]) for name in sorted(chosen)]
 
+    def kmod_skipped_files(self) -> list[str]:
+        """Each modprobe.d file the host has that kmod does not read, and the kmod behaviour that skips it."""
+        version = f"kmod {self.kmod_version}" if self.kmod_version else "kmod"
+        dirs = kmod_config_dirs(self.kmod_version)
+        read = {f.path for f in self.kmod_config_files()}
+        masks = set(self.raw.flag_values("chardev"))
+        found = []
+        for path in sorted({p for d in KMOD_CONFIG_DIRS for p in self.files_in(d)} | masks):
+            directory, _, name = path.rpartition("/")
+            if path in read:
+                if path in masks:
+                    found.append(f"{path} is a symlink to /dev/null: {version} reads it as empty, and it masks "
+                                 f"{name} in every later directory")
+                continue
+            if directory not in dirs:
+                found.append(f"{path}: {version} does not read {directory} (read from kmod 32 on, or through /lib "
+                             "on a merged-/usr host)")
+            elif not self.kmod_reads_name(name):
+                kinds = "*.conf and *.alias" if (self.kmod_version or 0) < 33 else "*.conf"
+                found.append(f"{path}: {version} reads only {kinds} files not starting with a dot")
+            elif path not in masks:
+                winner = next(f.path for f in self.kmod_config_files() if f.path.rpartition("/")[2] == name)
+                found.append(f"{path}: masked by {winner} ({version} reads each file name once, from the first "
+                             "of /etc, /run, /usr/local/lib, /lib modprobe.d that has it)")
+        return found
+
     def kmod_reads_name(self, name: str) -> bool:
         """kmod's conf_files_filter_out, inverted: `.conf`, or `.alias` up to kmod 32 (dropped in 29cc8c2)."""
         if "/" in name or name.startswith(".") or len(name) < 6:

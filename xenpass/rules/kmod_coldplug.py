@@ -107,6 +107,10 @@ class KmodColdplug:
     def coldplug(self, modalias: str) -> Trace:
         self.trace = Trace()
         for module, via in self.lookup(modalias):
+            if via:
+                exists = "" if module in self.known else ", a module this host does not have"
+                self.trace.notes.append(f"{via} overrides modules.alias: kmod looks up modprobe.d aliases first, "
+                                        f"so the device's modalias resolves to {module}{exists}")
             at = self.config.blacklisted(module)
             if at:
                 self.trace.notes.append(f"{module} is blacklisted at {at}")

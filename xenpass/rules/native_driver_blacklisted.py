@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xenpass.facts.host import PCIBACK, HostFacts
 from xenpass.parse.bdf import Bdf
-from xenpass.parse.modprobe import normalize_module
+from xenpass.parse.modprobe import kmod_softdep, kmod_underscores, normalize_module
 from xenpass.rules.base import Context, Evidence, Rule, Status, Verdict, command_evidence, where
 from xenpass.rules.kmod_coldplug import KmodColdplug, first_binding
 
@@ -70,11 +70,17 @@ def kmod_verdict(facts: HostFacts, modalias: str, natives: tuple[str, ...], evid
             return RULE.verdict(Status.FAIL, stop, *evidence)
     trace = model.coldplug(modalias)
     version = f"kmod {facts.kmod_version}" if facts.kmod_version else "kmod"
+    skipped = facts.kmod_skipped_files()
+    read = "\n".join(f.path for f in facts.kmod_config_files()) or "(none)"
+    evidence = [*evidence, Evidence(f"modprobe.d files {version} reads, in its order", read)]
+    if skipped:
+        evidence = [*evidence, Evidence(f"modprobe.d files {version} does not read as they are", "\n".join(skipped))]
     first = first_binding(trace, natives)
     if first is not None and first.module != PCIBACK:
         how = f" ({first.via})" if first.via else ""
         loads = f"udev's coldplug (`modprobe -b {modalias}`, {version}) loads {first.module} first{how}"
-        return RULE.verdict(Status.FAIL, f"{loads}; {missing_reason(facts, first.module)}", *evidence)
+        why = [missing_reason(facts, first.module), *kmod_misreadings(facts, model, first.module), *skipped]
+        return RULE.verdict(Status.FAIL, "; ".join([loads, *why]), *evidence)
     if first is not None:
         return RULE.verdict(Status.PASS, f"udev's coldplug ({version}) loads xen-pciback before any native driver, "
                                          f"by {first.via}", *evidence)
@@ -82,6 +88,26 @@ def kmod_verdict(facts: HostFacts, modalias: str, natives: tuple[str, ...], evid
     loads = ", ".join(load.module for load in trace.loads) or "nothing"
     return RULE.verdict(Status.PASS, f"udev's coldplug (`modprobe -b {modalias}`, {version}) loads {loads} "
                                      f"and no native driver: {why}", *evidence)
+
+
+def kmod_misreadings(facts: HostFacts, model: KmodColdplug, module: str) -> list[str]:
+    """Lines about `module` that look like they protect the device but do not, as kmod reads them."""
+    version = f"kmod {facts.kmod_version}" if facts.kmod_version else "kmod"
+    found = []
+    softdep = model.config.first(model.config.softdeps, module)
+    if softdep and PCIBACK not in [normalize_module(m) for m in kmod_softdep(softdep.directive.kmod_rest).pre]:
+        found.append(f"{softdep.at} loads no xen-pciback before {module}: {version}'s softdep parser needs `pre:` "
+                     "as a word of its own, a real module name after it (no `.ko`), and not exactly two blanks "
+                     "before `pre:` (the first word is then ' pre:')")
+    install = model.config.first(model.config.installs, module)
+    if install and not softdep:
+        found.append(f"{install.at} runs its commands left to right through the shell: {module} is loaded before "
+                     "xen-pciback, or xen-pciback not at all")
+    for name, at in model.config.blacklist:
+        if name != module and kmod_underscores(name.strip('"')) == module:
+            found.append(f"`{name}` from {at} does not match {module}: kmod takes command-line blacklist entries as "
+                         "written (quotes kept, no '-' to '_')")
+    return found
 
 
 def not_by_coldplug(facts: HostFacts, model: KmodColdplug, module: str, natives: tuple[str, ...]) -> str | None:
