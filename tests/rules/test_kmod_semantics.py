@@ -90,3 +90,15 @@ def test_command_line_hide_comes_after_modprobe_d_options():
     facts = host({"/etc/modprobe.d/xen-pciback.conf": "options xen-pciback hide=(0000:00:06.0)\n"},
                  cmdline="root=/dev/vda xen-pciback.hide=(0000:00:05.0)")
     assert verdict(facts, LAB, "hide-entry").status.value == "pass"
+
+
+@pytest.mark.parametrize("line", ["softdep mptsas  pre: xen-pciback\n", "blacklist mptsas\\",
+                                  "install mptsas /sbin/modprobe -i mptsas; /sbin/modprobe xen-pciback\n"])
+def test_the_fix_plans_for_what_kmod_misreads_and_then_passes(line):
+    from xenpass.fix.native_driver_blacklisted import CONF, plan
+    from xenpass.rules.base import Context
+
+    facts = host({"/etc/modprobe.d/a.conf": line})
+    edits = plan(facts, LAB, Context()).steps
+    assert [edit.path for edit in edits] == [CONF]
+    assert native(host({"/etc/modprobe.d/a.conf": line, CONF: edits[0].after})) == "pass"

@@ -34,6 +34,18 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
     return RULE.verdict(Status.PASS, "; ".join(guards), *evidence)
 
 
+def guarded(facts: HostFacts, bdf: Bdf, module: str) -> bool:
+    """Whether this rule counts `module` as kept from claiming the device: what the fix plans from."""
+    dev = facts.pci.get(bdf)
+    if facts.modprobe_impl != "kmod" or dev is None or not dev.modalias:
+        return prevention(facts, module)[0]
+    if check(facts, bdf, Context()).status == Status.PASS:
+        return True
+    model = KmodColdplug(facts)
+    natives = facts.native_modules(bdf)
+    return model.config.blacklisted(module) is not None and not_by_coldplug(facts, model, module, natives) is None
+
+
 def prevention(facts: HostFacts, module: str) -> tuple[bool, str]:
     """Whether `module` is kept from claiming the device at boot, and the reason either way."""
     kmod = facts.modprobe_impl == "kmod"
