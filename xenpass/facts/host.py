@@ -311,6 +311,8 @@ class HostFacts:
                     found.append(f"{path} is a symlink to /dev/null: {version} reads it as empty, and it masks "
                                  f"{name} in every later directory")
                 continue
+            if directory not in dirs and self.raw.file("/lib/modprobe.d/" + name) == self.raw.file(path):
+                continue  # merged /usr: the same file, read through /lib
             if directory not in dirs:
                 found.append(f"{path}: {version} does not read {directory} (read from kmod 32 on, or through /lib "
                              "on a merged-/usr host)")
