@@ -56,7 +56,8 @@ lines = st.one_of(
     st.builds("blacklist {}".format, st.sampled_from(NAMES)),
     st.builds("softdep {}{}{}".format, st.sampled_from(NAMES), st.sampled_from(SEPARATORS),
               st.sampled_from(SOFTDEP_TAILS)),
-    st.builds(lambda name, cmd, m: f"install {name} {cmd.format(m=m)}", st.sampled_from(NAMES),
+    # not `install xen-pciback …modprobe xen-pciback…`: kmod recurses into it until the machine gives up
+    st.builds(lambda name, cmd, m: f"install {name} {cmd.format(m=m)}", st.sampled_from(NAMES[:-1]),
               st.sampled_from(INSTALLS), st.sampled_from(CONCRETE)),
     st.builds("alias {} {}".format, st.sampled_from(ALIAS_PATTERNS), st.sampled_from(ALIAS_TARGETS)),
     st.builds("blacklist \\\n{}".format, st.sampled_from(NAMES)),
