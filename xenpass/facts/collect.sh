@@ -72,7 +72,7 @@ if [ -r /proc/1/comm ]; then read -r init < /proc/1/comm; fact init "$init"; fi
 files=
 unreadable=
 # Configuration directories the shell cannot list (a non-root user): their files are unknown, not absent.
-for d in /etc/modprobe.d /run/modprobe.d /lib/modprobe.d /usr/lib/modprobe.d /etc/modules-load.d \
+for d in /etc/modprobe.d /run/modprobe.d /usr/local/lib/modprobe.d /lib/modprobe.d /usr/lib/modprobe.d /etc/modules-load.d \
          /run/modules-load.d /lib/modules-load.d /usr/lib/modules-load.d /etc/dracut.conf.d /etc/xen \
          /etc/xen/auto /etc/initramfs-tools/conf.d /boot; do
   if [ -d "$d" ] && { [ ! -r "$d" ] || [ ! -x "$d" ]; }; then fact unreadable "$d/"; unreadable=1; fi
@@ -82,11 +82,14 @@ for f in /etc/os-release /proc/cmdline /proc/modules /proc/mounts /proc/swaps /e
          /etc/conf.d/xen-pci /etc/initramfs-tools/modules /etc/initramfs-tools/initramfs.conf \
          /etc/mkinitfs/mkinitfs.conf /etc/dracut.conf /etc/default/grub /etc/update-extlinux.conf \
          "/lib/modules/$release/modules.builtin" \
-         /etc/modprobe.d/* /run/modprobe.d/* /lib/modprobe.d/* /usr/lib/modprobe.d/* \
+         /etc/modprobe.d/* /run/modprobe.d/* /usr/local/lib/modprobe.d/* /lib/modprobe.d/* /usr/lib/modprobe.d/* \
          /etc/modules-load.d/* /run/modules-load.d/* /lib/modules-load.d/* /usr/lib/modules-load.d/* \
          /etc/dracut.conf.d/* /etc/xen/*.cfg /etc/xen/auto/* /etc/initramfs-tools/conf.d/*; do
-  [ -f "$f" ] && files="$files
+  if [ -f "$f" ]; then files="$files
 $f"
+  # kmod reads a symlink to /dev/null as an empty file that masks the same name in later directories
+  elif [ -c "$f" ]; then case $f in */modprobe.d/*) fact chardev "$f" ;; esac
+  fi
 done
 files="$files
 $EXTRA_FILES"
@@ -169,7 +172,12 @@ if [ -r "$alias_file" ]; then
 fi
 
 for m in /sbin/modprobe /usr/sbin/modprobe /bin/modprobe /usr/bin/modprobe; do
-  [ -e "$m" ] && { cmd_section "readlink modprobe" readlink -f "$m"; break; }
+  [ -e "$m" ] || continue
+  target=$(readlink -f "$m"); rc=$?
+  begin cmd "readlink modprobe"; printf '%s\n' "$target"; end $rc
+  # kmod's behaviour differs by version (docs/tool-facts.md): `kmod version 30`
+  case $target in */kmod) cmd_section "modprobe --version" "$m" --version ;; esac
+  break
 done
 cmd_section "lspci -k" lspci -k
 if command -v dmesg >/dev/null 2>&1; then

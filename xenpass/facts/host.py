@@ -33,8 +33,11 @@ from xenpass.parse.xl import (
 from xenpass.parse.xlcfg import DomuConfig, parse_xl_cfg
 
 PCIBACK = "xen_pciback"
-# Directories kmod reads, in priority order: a file name in an earlier one hides the same name later.
-KMOD_CONFIG_DIRS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d")
+# Directories kmod reads, in priority order: a file name in an earlier one hides the same name later
+# (libkmod.c default_config_paths). /usr/lib/modprobe.d is read from kmod 32 on (DISTCONFDIR); before, only
+# through /lib on a merged-/usr host. See kmod_config_dirs and docs/tool-facts.md.
+KMOD_CONFIG_DIRS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d", "/usr/lib/modprobe.d",
+                    "/lib/modprobe.d")
 MODULES_LOAD_DIRS = ("/etc/modules-load.d", "/run/modules-load.d", "/usr/lib/modules-load.d", "/lib/modules-load.d")
 
 # The fact sources a rule can read (Rule.reads), and the paths each covers: a path ending in "/" is a directory
@@ -133,6 +136,14 @@ class HostFacts:
         if target.endswith("busybox") or (not target and self.distro == "alpine"):
             return "busybox"
         return "kmod" if target else "unknown"
+
+    @cached_property
+    def kmod_version(self) -> int | None:
+        """`kmod version 30` from `modprobe --version`; None when not collected (older snapshots) or not kmod."""
+        words = (self.raw.output("modprobe --version") or "").split()
+        if len(words) >= 3 and words[:2] == ["kmod", "version"]:
+            return _leading_int(words[2])
+        return None
 
     @cached_property
     def init_system(self) -> str:
@@ -267,15 +278,64 @@ class HostFacts:
         if self.modprobe_impl == "busybox":
             paths = [p for p in self.raw.files if p == "/etc/modprobe.conf" or p.startswith("/etc/modprobe.d/")]
             return [self.config_file(p) for p in sorted(paths) if self.raw.file(p) is not None]
+        return self.kmod_config_files()
+
+    def kmod_config_files(self) -> list[ConfigFile]:
+        """The files kmod reads, in its order: every name once, from the first directory that has it.
+
+        kmod (libkmod-config.c conf_files_list) takes names ending in `.conf` (and `.alias` before kmod 33)
+        that do not start with a dot, sorted by name over all directories. A name that is a symlink to
+        /dev/null counts like any other: it is read as empty and masks the same name in later directories.
+        """
+        masks = set(self.raw.flag_values("chardev"))
         chosen: dict[str, str] = {}
-        for directory in KMOD_CONFIG_DIRS:
-            for path in self.files_in(directory, suffix=".conf"):
+        for directory in kmod_config_dirs(self.kmod_version):
+            prefix = directory + "/"
+            names = [p for p in self.files_in(directory) if self.kmod_reads_name(PurePosixPath(p).name)]
+            names += [p for p in masks if p.startswith(prefix) and self.kmod_reads_name(p[len(prefix):])]
+            for path in sorted(names):
                 chosen.setdefault(PurePosixPath(path).name, path)
         return [self.config_file(chosen[name]) for name in sorted(chosen)]
 
+    def kmod_skipped_files(self) -> list[str]:
+        """Each modprobe.d file the host has that kmod does not read, and the kmod behaviour that skips it."""
+        version = f"kmod {self.kmod_version}" if self.kmod_version else "kmod"
+        dirs = kmod_config_dirs(self.kmod_version)
+        read = {f.path for f in self.kmod_config_files()}
+        masks = set(self.raw.flag_values("chardev"))
+        found = []
+        for path in sorted({p for d in KMOD_CONFIG_DIRS for p in self.files_in(d)} | masks):
+            directory, _, name = path.rpartition("/")
+            if path in read:
+                if path in masks:
+                    found.append(f"{path} is a symlink to /dev/null: {version} reads it as empty, and it masks "
+                                 f"{name} in every later directory")
+                continue
+            if directory not in dirs and self.raw.file("/lib/modprobe.d/" + name) == self.raw.file(path):
+                continue  # merged /usr: the same file, read through /lib
+            if directory not in dirs:
+                found.append(f"{path}: {version} does not read {directory} (read from kmod 32 on, or through /lib "
+                             "on a merged-/usr host)")
+            elif not self.kmod_reads_name(name):
+                kinds = "*.conf and *.alias" if (self.kmod_version or 0) < 33 else "*.conf"
+                found.append(f"{path}: {version} reads only {kinds} files not starting with a dot")
+            elif path not in masks:
+                winner = next(f.path for f in self.kmod_config_files() if f.path.rpartition("/")[2] == name)
+                found.append(f"{path}: masked by {winner} ({version} reads each file name once, from the first "
+                             "of /etc, /run, /usr/local/lib, /lib modprobe.d that has it)")
+        return found
+
+    def kmod_reads_name(self, name: str) -> bool:
+        """kmod's conf_files_filter_out, inverted: `.conf`, or `.alias` up to kmod 32 (dropped in 29cc8c2)."""
+        if "/" in name or name.startswith(".") or len(name) < 6:
+            return False
+        alias_too = self.kmod_version is None or self.kmod_version < 33
+        return name.endswith(".conf") or (alias_too and name.endswith(".alias"))
+
     @cached_property
     def modprobe(self) -> list[ModprobeDirective]:
-        return [d for f in self.modprobe_files for d in parse_modprobe_conf(f.text, f.path)]
+        eof = KMOD_BACKSLASH_AT_EOF if self.modprobe_impl == "kmod" and (self.kmod_version or 34) < 34 else ""
+        return [d for f in self.modprobe_files for d in parse_modprobe_conf(f.text, f.path, eof)]
 
     def directives(self, keyword: str, module: str | None = None) -> list[ModprobeDirective]:
         wanted = normalize_module(module) if module else None
@@ -498,6 +558,21 @@ class HostFacts:
     def untraced_storage(self) -> list[str]:
         """Mounts and swap on device nodes whose disk could not be found (e.g. /dev/root)."""
         return [str(use) for use, disks in self.traced_storage if not disks]
+
+
+KMOD_BACKSLASH_AT_EOF = "\udcff"  # kmod < 34 keeps the EOF after a last backslash as byte 0xFF
+
+
+def kmod_config_dirs(version: int | None) -> tuple[str, ...]:
+    """The modprobe.d directories this kmod version reads: /usr/lib/modprobe.d only from kmod 32 on."""
+    if version is not None and version < 32:
+        return tuple(d for d in KMOD_CONFIG_DIRS if d != "/usr/lib/modprobe.d")
+    return KMOD_CONFIG_DIRS
+
+
+def _leading_int(text: str) -> int | None:
+    digits = text.split(".")[0]
+    return int(digits) if digits.isdigit() else None
 
 
 def xen_pci_devices(facts: HostFacts) -> list[Bdf]:

@@ -7,7 +7,7 @@ from xenpass.fix.base import FileEdit, Part, Refusal, append_line, replace_lines
 from xenpass.parse.bdf import Bdf
 from xenpass.parse.modprobe import normalize_module
 from xenpass.rules.base import Context
-from xenpass.rules.native_driver_blacklisted import prevention
+from xenpass.rules.native_driver_blacklisted import guarded
 
 RULE = "native-driver-blacklisted"
 CONF = "/etc/modprobe.d/xen-passthrough.conf"
@@ -18,7 +18,7 @@ def plan(facts: HostFacts, bdf: Bdf, ctx: Context) -> Part:
     conf = facts.raw.file(CONF)
     new_conf = conf
     for module in facts.native_modules(bdf):
-        if prevention(facts, module)[0]:
+        if guarded(facts, bdf, module):
             continue
         if module in facts.builtin_modules:
             part.refusals.append(Refusal(RULE, f"{module} is built into the kernel; no modprobe setting stops it",

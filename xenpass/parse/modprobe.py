@@ -20,6 +20,8 @@ from xenpass.parse.cmdline import parse_cmdline
 __all__ = [
     "ModprobeDirective",
     "Softdep",
+    "kmod_softdep",
+    "kmod_underscores",
     "normalize_module",
     "parse_modprobe_conf",
     "parse_options",
@@ -40,6 +42,7 @@ class ModprobeDirective:
     keyword: str  # blacklist/install/remove/options/softdep/alias/include
     module: str  # as written (for alias: the alias pattern; for include: the path)
     args: str  # rest of the line, stripped (for alias: the target module)
+    kmod_rest: str = ""  # options/install/remove/softdep: the rest exactly as kmod's strtok leaves it
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,12 @@ def normalize_module(name: str) -> str:
     return name.replace("-", "_")
 
 
-def parse_modprobe_conf(text: str, source: str) -> list[ModprobeDirective]:
+def parse_modprobe_conf(text: str, source: str, backslash_at_eof: str = "") -> list[ModprobeDirective]:
+    """`backslash_at_eof`: what a backslash as the file's very last byte becomes. kmod up to 33
+    (shared/util.c freadline_wrapped) stores the EOF it reads after it as one byte, 0xFF (here the
+    surrogate "\\udcff", as xenpass.text keeps undecodable bytes); kmod 34 drops it (commit 7805c95)."""
     out: list[ModprobeDirective] = []
-    for lineno, raw, line in _logical_lines(text):
+    for lineno, raw, line in _logical_lines(text, backslash_at_eof):
         directive = _directive(line, source, lineno, raw)
         if directive is not None:
             out.append(directive)
@@ -82,7 +88,64 @@ def parse_softdep(args: str) -> Softdep:
     return Softdep(tuple(pre), tuple(post))
 
 
-def _logical_lines(text: str) -> list[tuple[int, str, str]]:
+def kmod_softdep(args: str) -> Softdep:
+    """kmod's own `kmod_config_add_softdep` (libkmod-config.c, unchanged from kmod 30 to 34), step by step.
+
+    A word ends at an isspace() character; the first space of a run closes the word that began at `p`,
+    further spaces move `p` on. When the text starts with exactly one blank (two blanks between the module
+    and `pre:` on the line, since strtok ate one), that blank stays in the first word: " pre:" is not
+    `pre:`, so the pre list is dropped. `pre:xen-pciback` is one word, neither `pre:` nor in a list.
+    """
+    pre: list[str] = []
+    post: list[str] = []
+    mode: list[str] | None = None
+    text = args.split("\0", 1)[0]
+    p, was_space = 0, False
+    for s in range(len(text) + 1):
+        at_end = s == len(text)
+        if not at_end:
+            if text[s] not in _SPACE:
+                was_space = False
+                continue
+            if was_space:
+                p = s + 1
+                continue
+            was_space = True
+            if p >= s:
+                continue
+        word = text[p:s]
+        if word == "pre:":
+            mode = pre
+        elif word == "post:":
+            mode = post
+        elif (not at_end or not was_space) and mode is not None:
+            mode.append(word)
+        p = s + 1
+    return Softdep(tuple(pre), tuple(post))
+
+
+def kmod_underscores(name: str) -> str | None:
+    """kmod's `underscores()` (shared/util.c): '-' becomes '_' outside `[...]`; a `]` without its `[`, or a
+    `[` never closed, makes the whole line a bad line (None)."""
+    out: list[str] = []
+    i = 0
+    while i < len(name):
+        c = name[i]
+        if c == "]":
+            return None
+        if c == "[":
+            close = name.find("]", i)
+            if close < 0:
+                return None
+            out.append(name[i : close + 1])
+            i = close + 1
+            continue
+        out.append("_" if c == "-" else c)
+        i += 1
+    return "".join(out)
+
+
+def _logical_lines(text: str, backslash_at_eof: str = "") -> list[tuple[int, str, str]]:
     """(first line number, raw text, logical line) like kmod's getline_wrapped."""
     lines: list[tuple[int, str, str]] = []
     chars: list[str] = []
@@ -102,6 +165,8 @@ def _logical_lines(text: str) -> list[tuple[int, str, str]]:
             elif i + 1 < len(text):
                 chars.append(text[i + 1])
                 i += 1
+            else:
+                chars.append(backslash_at_eof)
         else:
             chars.append(c)
         i += 1
@@ -122,7 +187,7 @@ def _directive(line: str, source: str, lineno: int, raw: str) -> ModprobeDirecti
         module, rest = _word_and_rest(line)
         if not module:
             return None
-        return ModprobeDirective(source, lineno, raw, keyword, module, rest)
+        return ModprobeDirective(source, lineno, raw, keyword, module, rest.strip(_SPACE), rest)
     if keyword == "alias" and len(words) >= 3:
         return ModprobeDirective(source, lineno, raw, keyword, words[1], words[2])
     if keyword in _ONE_WORD and len(words) >= 2:
@@ -140,7 +205,7 @@ def _word_and_rest(line: str) -> tuple[str, str]:
     module, rest = _token(after_keyword)
     if not module or not rest:
         return "", ""
-    return module, rest.strip(_SPACE)
+    return module, rest
 
 
 def _token(text: str) -> tuple[str, str]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from xenpass.facts.host import PCIBACK, HostFacts
+from xenpass.parse.cmdline import kmod_cmdline
 from xenpass.parse.hide import HideValue, parse_hide
-from xenpass.parse.modprobe import normalize_module, parse_options
+from xenpass.parse.modprobe import kmod_underscores, normalize_module, parse_options
 from xenpass.parse.modules_load import ModuleLoadLine
 
 
@@ -65,11 +66,38 @@ def hide_sources(facts: HostFacts) -> list[HideSource]:
             if name == "hide" and value is not None:
                 stray = tuple(n for n, v in params[i + 1 :] if v is None and looks_like_slot(n))
                 found.append(HideSource(f"{d.source}:{d.lineno}", "options", d.raw, parse_hide(value), stray))
+    if kmod_reads_cmdline(facts):
+        return found + kmod_cmdline_sources(facts)
     for name, value in facts.cmdline:
         module, dot, param = name.rpartition(".")
         if dot and param == "hide" and is_pciback(module) and value is not None:
             found.append(HideSource("/proc/cmdline", "cmdline", f"{name}={value}", parse_hide(value)))
     return found
+
+
+def kmod_reads_cmdline(facts: HostFacts) -> bool:
+    """A loadable xen-pciback gets `xen-pciback.hide=` from kmod, which parses /proc/cmdline its own way."""
+    return facts.modprobe_impl == "kmod" and not facts.pciback_builtin
+
+
+def kmod_cmdline_sources(facts: HostFacts) -> list[HideSource]:
+    """hide= from the command line as kmod passes it: kmod's own split of /proc/cmdline (quotes kept in the
+    value, for the kernel to strip), then the kernel's parse of the option text."""
+    found = []
+    for module, param in kmod_cmdline(facts.raw.file("/proc/cmdline") or ""):
+        if kmod_underscores(module) != PCIBACK:
+            continue
+        for name, value in parse_options(param):
+            if name == "hide" and value is not None:
+                found.append(HideSource("/proc/cmdline", "cmdline", f"{module}.{param}", parse_hide(value)))
+    return found
+
+
+def kmod_option_order(sources: list[HideSource]) -> list[HideSource]:
+    """The order kmod hands hide= to the module: modprobe.d options, then the command line's (both in
+    kmod's config->options), then the arguments of the modprobe call itself; the kernel keeps the last."""
+    rank = {"options": 0, "cmdline": 1}
+    return sorted(sources, key=lambda s: rank.get(s.kind, 2))
 
 
 def cmdline_counts(facts: HostFacts, source: HideSource) -> bool:
@@ -127,7 +155,7 @@ def decide_openrc(facts: HostFacts, sources: list[HideSource]) -> HideDecision:
     candidates = [s for s in sources if s.kind == "cmdline" and cmdline_counts(facts, s)]
     candidates += [s for s in sources if s.kind == "options"]
     candidates += [s for s in sources if s.kind == "modules-line" and s.where == first_where]
-    decision.value = last_value(candidates)
+    decision.value = last_value(kmod_option_order(candidates) if kmod_reads_cmdline(facts) else candidates)
     for s in sources:
         if s not in candidates:
             decision.ignored.append(s)
@@ -154,7 +182,7 @@ def decide_modprobe_loader(facts: HostFacts, sources: list[HideSource]) -> HideD
     in_initramfs = [s for s in sources if s.kind == "initramfs-modules"]
     candidates = [s for s in sources if s.kind == "cmdline" and cmdline_counts(facts, s)]
     candidates += [s for s in sources if s.kind == "options"] + in_initramfs
-    decision.value = last_value(candidates)
+    decision.value = last_value(kmod_option_order(candidates) if kmod_reads_cmdline(facts) else candidates)
     return decision
 
 

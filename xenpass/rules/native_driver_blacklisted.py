@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from xenpass.facts.host import PCIBACK, HostFacts
 from xenpass.parse.bdf import Bdf
-from xenpass.parse.modprobe import normalize_module
+from xenpass.parse.modprobe import kmod_softdep, kmod_underscores, normalize_module
 from xenpass.rules.base import Context, Evidence, Rule, Status, Verdict, command_evidence, where
+from xenpass.rules.kmod_coldplug import KmodColdplug, first_binding
 
 
 def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
@@ -21,6 +22,9 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
         return RULE.verdict(Status.PASS, f"no module of kernel {facts.kernel} claims {bdf} by its modalias",
                             *evidence)
     evidence += blacklist_evidence(facts, natives)
+    dev = facts.pci.get(bdf)
+    if facts.modprobe_impl == "kmod" and dev is not None and dev.modalias:
+        return kmod_verdict(facts, dev.modalias, natives, evidence)
     problems, guards = [], []
     for module in natives:
         guard, why = prevention(facts, module)
@@ -28,6 +32,18 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
     if problems:
         return RULE.verdict(Status.FAIL, "; ".join(problems), *evidence)
     return RULE.verdict(Status.PASS, "; ".join(guards), *evidence)
+
+
+def guarded(facts: HostFacts, bdf: Bdf, module: str) -> bool:
+    """Whether this rule counts `module` as kept from claiming the device: what the fix plans from."""
+    dev = facts.pci.get(bdf)
+    if facts.modprobe_impl != "kmod" or dev is None or not dev.modalias:
+        return prevention(facts, module)[0]
+    if check(facts, bdf, Context()).status == Status.PASS:
+        return True
+    model = KmodColdplug(facts)
+    natives = facts.native_modules(bdf)
+    return model.config.blacklisted(module) is not None and not_by_coldplug(facts, model, module, natives) is None
 
 
 def prevention(facts: HostFacts, module: str) -> tuple[bool, str]:
@@ -55,6 +71,70 @@ def prevention(facts: HostFacts, module: str) -> tuple[bool, str]:
         if kmod and name == "modprobe.blacklist" and module in [normalize_module(m) for m in (value or "").split(",")]:
             return True, f"{module} is blacklisted by modprobe.blacklist= on the kernel command line"
     return False, missing_reason(facts, module)
+
+
+def kmod_verdict(facts: HostFacts, modalias: str, natives: tuple[str, ...], evidence: list[Evidence]) -> Verdict:
+    """kmod hosts: what udev's coldplug (`modprobe -b MODALIAS`) loads for the device, step by step."""
+    model = KmodColdplug(facts)
+    for module in natives:
+        stop = not_by_coldplug(facts, model, module, natives)
+        if stop:
+            return RULE.verdict(Status.FAIL, stop, *evidence)
+    trace = model.coldplug(modalias)
+    version = f"kmod {facts.kmod_version}" if facts.kmod_version else "kmod"
+    skipped = facts.kmod_skipped_files()
+    read = "\n".join(f.path for f in facts.kmod_config_files()) or "(none)"
+    evidence = [*evidence, Evidence(f"modprobe.d files {version} reads, in its order", read)]
+    if skipped:
+        evidence = [*evidence, Evidence(f"modprobe.d files {version} does not read as they are", "\n".join(skipped))]
+    first = first_binding(trace, natives)
+    if first is not None and first.module != PCIBACK:
+        how = f" ({first.via})" if first.via else ""
+        loads = f"udev's coldplug (`modprobe -b {modalias}`, {version}) loads {first.module} first{how}"
+        why = [missing_reason(facts, first.module), *kmod_misreadings(facts, model, first.module), *skipped]
+        return RULE.verdict(Status.FAIL, "; ".join([loads, *why]), *evidence)
+    if first is not None:
+        return RULE.verdict(Status.PASS, f"udev's coldplug ({version}) loads xen-pciback before any native driver, "
+                                         f"by {first.via}", *evidence)
+    why = "; ".join(trace.notes) or "no module it loads claims the device"
+    loads = ", ".join(load.module for load in trace.loads) or "nothing"
+    return RULE.verdict(Status.PASS, f"udev's coldplug (`modprobe -b {modalias}`, {version}) loads {loads} "
+                                     f"and no native driver: {why}", *evidence)
+
+
+def kmod_misreadings(facts: HostFacts, model: KmodColdplug, module: str) -> list[str]:
+    """Lines about `module` that look like they protect the device but do not, as kmod reads them."""
+    version = f"kmod {facts.kmod_version}" if facts.kmod_version else "kmod"
+    found = []
+    softdep = model.config.first(model.config.softdeps, module)
+    if softdep and PCIBACK not in [normalize_module(m) for m in kmod_softdep(softdep.directive.kmod_rest).pre]:
+        found.append(f"{softdep.at} loads no xen-pciback before {module}: {version}'s softdep parser needs `pre:` "
+                     "as a word of its own, a real module name after it (no `.ko`), and not exactly two blanks "
+                     "before `pre:` (the first word is then ' pre:')")
+    install = model.config.first(model.config.installs, module)
+    if install and not softdep:
+        found.append(f"{install.at} runs its commands left to right through the shell: {module} is loaded before "
+                     "xen-pciback, or xen-pciback not at all")
+    for name, at in model.config.blacklist:
+        if name != module and kmod_underscores(name.strip('"')) == module:
+            found.append(f"`{name}` from {at} does not match {module}: kmod takes command-line blacklist entries as "
+                         "written (quotes kept, no '-' to '_')")
+    return found
+
+
+def not_by_coldplug(facts: HostFacts, model: KmodColdplug, module: str, natives: tuple[str, ...]) -> str | None:
+    """A native driver loaded outside coldplug: built in, or named in a modules list, where kmod's `modprobe
+    NAME` ignores the blacklist but still applies softdep and install (so xen-pciback may still come first)."""
+    if module in facts.builtin_modules:
+        return f"{module} is built into kernel {facts.kernel}: no blacklist can stop it"
+    for line in facts.module_load_lines + facts.initramfs_modules:
+        if normalize_module(line.module) != module:
+            continue
+        first = first_binding(model.load_by_name(line.module), natives)
+        if first is not None and first.module != PCIBACK:
+            return (f"{module} is loaded by name at {where(line.source, line.lineno)}; a blacklist only stops "
+                    "loading by alias, so remove that line")
+    return None
 
 
 def missing_reason(facts: HostFacts, module: str) -> str:
@@ -113,7 +193,11 @@ RULE = Rule(
     passes=(
         "the module that claims the device by its modalias (resolved through `modules.alias`, or lspci's "
         '"Kernel modules") is blacklisted by its **real** name, or (kmod only) replaced by `install`, or '
-        'preceded by `softdep … pre: xen-pciback`; not built in; not loaded by name from `/etc/modules`.'
+        'preceded by `softdep … pre: xen-pciback`; not built in; not loaded by name from `/etc/modules`. On kmod '
+        "hosts, what udev's coldplug (`modprobe -b MODALIAS`) loads first is worked out as the host's kmod "
+        "version does it: modprobe.d `alias` lines before modules.alias, glob `install`/`softdep` names, "
+        "/dev/null masks, /usr/local/lib/modprobe.d, `.alias` files (kmod < 33), its softdep and command-line "
+        "parsers (docs/tool-facts.md)."
     ),
     why=(
         'udev/mdev coldplug loads the native driver by modalias; whichever module binds first owns the '
@@ -121,7 +205,7 @@ RULE = Rule(
     ),
     references=(
         'modprobe.d(5): blacklist, install, softdep',
-        'kmod libkmod-config.c',
+        'kmod libkmod-config.c, libkmod-module.c (v30 to v34)',
         'busybox modutils/modprobe.c',
         'Linux Documentation/ABI/testing/sysfs-bus-pci (modalias)',
     ),
