@@ -5,6 +5,7 @@ from __future__ import annotations
 from xenpass.facts.host import PCIBACK, HostFacts
 from xenpass.parse.bdf import Bdf
 from xenpass.parse.modprobe import normalize_module
+from xenpass.parse.modprobe_busybox import BUSYBOX_MODPROBE, BusyboxProbe, parse_busybox_conf
 from xenpass.rules.base import Context, Evidence, Rule, Status, Verdict, command_evidence, where
 
 
@@ -23,7 +24,10 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
     evidence += blacklist_evidence(facts, natives)
     problems, guards = [], []
     for module in natives:
-        guard, why = prevention(facts, module)
+        if facts.modprobe_impl == "busybox":
+            guard, why = busybox_prevention(facts, bdf, module)
+        else:
+            guard, why = prevention(facts, module)
         (guards if guard else problems).append(why)
     if problems:
         return RULE.verdict(Status.FAIL, "; ".join(problems), *evidence)
@@ -55,6 +59,50 @@ def prevention(facts: HostFacts, module: str) -> tuple[bool, str]:
         if kmod and name == "modprobe.blacklist" and module in [normalize_module(m) for m in (value or "").split(",")]:
             return True, f"{module} is blacklisted by modprobe.blacklist= on the kernel command line"
     return False, missing_reason(facts, module)
+
+
+def busybox_prevention(facts: HostFacts, bdf: Bdf, module: str) -> tuple[bool, str]:
+    """Whether busybox `modprobe -b MODALIAS` (mdev/hwdrivers coldplug) leaves `module` out, and why."""
+    if module in facts.builtin_modules:
+        return False, f"{module} is built into kernel {facts.kernel}: no blacklist can stop it"
+    explicit = [ln for ln in facts.module_load_lines if normalize_module(ln.module) == module]
+    if explicit:
+        at = where(explicit[0].source, explicit[0].lineno)
+        return False, (f"{module} is loaded by name at {at}; a blacklist only stops loading by alias, "
+                       "so remove that line")
+    dev = facts.pci.get(bdf)
+    if dev is None or not dev.modalias:
+        hit = facts.directives("blacklist", module)
+        if hit:
+            return True, f"{module} is blacklisted at {where(hit[0].source, hit[0].lineno)}"
+        return False, busybox_missing_reason(facts, None, module)
+    probe = facts.busybox_probe(dev.modalias)
+    if module in probe.blacklist:
+        at = probe.blacklist[module]
+        how = ("by `modprobe.blacklist=` on the kernel command line (busybox modprobe reads it from /proc/cmdline, "
+               "'-' read as '_')") if at == "/proc/cmdline" else f"at {at}"
+        return True, f"{module} is blacklisted {how} ({BUSYBOX_MODPROBE}: names compared without `.ko`, '-' as '_')"
+    if module not in probe.realnames:
+        hits = "; ".join(f"`{h.directive.raw.strip()}` ({where(h.directive.source, h.directive.lineno)})"
+                         for h in probe.config_hits if h.directive)
+        return True, (f"{BUSYBOX_MODPROBE} resolves {dev.modalias} through {hits} to "
+                      f"{', '.join(probe.realnames)}, found in modules.dep, so it never reads modules.alias: "
+                      f"{module} is not loaded")
+    return False, busybox_missing_reason(facts, probe, module)
+
+
+def busybox_missing_reason(facts: HostFacts, probe: BusyboxProbe | None, module: str) -> str:
+    reasons = [missing_reason(facts, module)]
+    for path in facts.files_in("/etc/modprobe.d"):
+        if path not in facts.busybox_config_paths and any(
+                facts.module_key(d.module) == module for d in parse_busybox_conf(facts.raw.file(path) or "", path)
+                if d.keyword == "blacklist"):
+            reasons.append(f"{path} is not read: {BUSYBOX_MODPROBE} reads only /etc/modprobe.d/*.conf "
+                           "not starting with '.'")
+    if probe is not None and probe.unresolved_targets:
+        reasons.append(f"config alias target(s) {', '.join(probe.unresolved_targets)} are not in modules.dep, so "
+                       f"{BUSYBOX_MODPROBE} reads modules.alias too and loads {module}")
+    return "; ".join(reasons)
 
 
 def missing_reason(facts: HostFacts, module: str) -> str:
@@ -91,7 +139,7 @@ def blacklist_evidence(facts: HostFacts, natives: tuple[str, ...]) -> list[Evide
     names = set(natives)
     lines: dict[str, list[str]] = {}
     for d in facts.modprobe:
-        mod = normalize_module(d.module)
+        mod = facts.module_key(d.module)
         if d.keyword in ("blacklist", "install", "softdep") and (mod in names or names & set(facts.real_modules(mod))):
             lines.setdefault(d.source, []).append(f"{d.lineno}: {d.raw.strip()}")
     out = [Evidence(source, "\n".join(text)) for source, text in lines.items()]
