@@ -134,7 +134,7 @@ fi
 alias_targets=
 for f in /etc/modprobe.conf /etc/modprobe.d/*; do
   [ -f "$f" ] && [ -r "$f" ] || continue
-  while read word _ target _; do
+  while read word _ target _ || [ -n "$word" ]; do  # a last line without its newline counts
     [ "$word" = alias ] || continue
     target=${target%%#*}; target=${target%%.*}
     case $target in ''|*[!A-Za-z0-9_-]*) ;; *) alias_targets="$alias_targets|$target" ;; esac

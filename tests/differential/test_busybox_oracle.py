@@ -1,0 +1,113 @@
+"""busybox `modprobe` (Debian's busybox-static) against the product's verdict on generated Alpine configurations.
+
+Each example is a fake Alpine root with generated /etc/modprobe.d files (created in a random order: busybox
+reads the directory in readdir order), /etc/modprobe.conf and kernel command line. For each of three
+devices, busybox `modprobe -b -D MODALIAS` says whether coldplug would load the native driver, and the
+native-driver-blacklisted rule, judging what the real collector gathered from the same root, must PASS
+exactly when it would not. XENPASS_ORACLE_EXAMPLES sets the number of examples (default 120, 3 devices each).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.busybox_oracle import Case, build_root, run_case
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root"),
+    pytest.mark.skipif(not shutil.which("busybox"), reason="needs Debian's busybox-static (scripts/setup)"),
+]
+EXAMPLES = int(os.environ.get("XENPASS_ORACLE_EXAMPLES", "120"))
+
+FILE_NAMES = ["blacklist.conf", "xen.conf", "00-early.conf", "zz-late.conf", "b.conf", "noext", "x.conf.bak",
+              "x.conf~", ".hidden.conf", "MPT.CONF", "a.conf", "conf"]
+MODULES = ["mpt3sas", "mpt2sas", "mpt3sas.ko", "mpt3sas.ko.gz", "mpt-3sas", "megaraid_sas", "megaraid-sas",
+           "megaraid_sas.ko", "MEGARAID_SAS", "e1000e", "e1000e.ko", "xen-pciback", "xen_pciback.ko", "off",
+           "mpt3\\sas", "ipv6"]
+PATTERNS = ["pci:v00001000d00000072sv*sd*bc*sc*i*", "pci:v00001000d00000072*", "pci:v00001000*", "pci:v*",
+            "pci:v00001000d0000005Bsv*", "pci:v00001000d0000005bsv*", "pci:v00008086d000010D3*",
+            "pci:v0000100?d00000072*", "pci:v00001000d0000007[0-9]*", "pci:v0000[!8]*", "mpt2sas", "pci:*.x",
+            "pci-v*"]
+SEPARATORS = [" ", "\t", "  ", " \t "]
+TRAILERS = ["", "", "", " # why", "#x", " extra", " \\", "\\", "\r"]
+LEADS = ["", "", " ", "\t"]
+
+
+@st.composite
+def lines(draw) -> str:
+    sep = draw(st.sampled_from(SEPARATORS))
+    keyword = draw(st.sampled_from(["blacklist", "blacklist", "alias", "alias", "options", "install", "softdep",
+                                    "#blacklist", "# blacklist", "Blacklist", "blacklist#"]))
+    if keyword == "alias":
+        words = [draw(st.sampled_from(PATTERNS)), draw(st.sampled_from(MODULES))]
+    elif keyword == "options":
+        words = [draw(st.sampled_from(MODULES)), "hide=(01:00.0)"]
+    elif keyword in ("install", "softdep"):
+        words = [draw(st.sampled_from(MODULES)), "pre: xen-pciback" if keyword == "softdep" else "/bin/false"]
+    else:
+        words = [draw(st.sampled_from(MODULES))]
+    if draw(st.booleans()) and len(words) > 1:
+        words = words[:1]  # a line one word short
+    text = draw(st.sampled_from(LEADS)) + sep.join([keyword, *words]) + draw(st.sampled_from(TRAILERS))
+    return draw(st.sampled_from([text, text, text, "", "# " + text]))
+
+
+@st.composite
+def config_texts(draw) -> str:
+    body = "\n".join(draw(st.lists(lines(), min_size=0, max_size=5)))
+    return body + ("\n" if body and draw(st.booleans()) else "")
+
+
+@st.composite
+def cmdlines(draw) -> str:
+    words = ["BOOT_IMAGE=vmlinuz-lts", "root=/dev/sda1", "modules=sd-mod,ext4"]
+    for _ in range(draw(st.integers(0, 2))):
+        names = ",".join(draw(st.lists(st.sampled_from(MODULES), min_size=1, max_size=3)))
+        form = draw(st.sampled_from(["modprobe.blacklist={}", "modprobe.blacklist={}", 'modprobe.blacklist="{}"',
+                                     '"modprobe.blacklist={}"', "modprobe-blacklist={}", "modprobe.blacklist={},",
+                                     'modprobe.x="1 blacklist={} "', "blacklist={}"]))
+        words.insert(draw(st.integers(0, len(words))), form.format(names))
+    return " ".join(words) + "\n"
+
+
+@st.composite
+def cases(draw) -> Case:
+    names = draw(st.lists(st.sampled_from(FILE_NAMES), unique=True, max_size=4))
+    files = tuple((name, draw(config_texts())) for name in names)
+    conf = draw(st.one_of(st.none(), config_texts()))
+    return Case(files, conf, draw(cmdlines()))
+
+
+@pytest.fixture(scope="module")
+def oracle_root(tmp_path_factory):
+    return build_root(tmp_path_factory.mktemp("busybox-oracle") / "root")
+
+
+def test_known_classes_agree(oracle_root):
+    """One case per class the issue lists, so a regression names its class."""
+    known = {
+        "cmdline blacklist with a dash": Case((), None, "root=/dev/sda1 modprobe.blacklist=megaraid-sas,mpt3sas\n"),
+        "only *.conf": Case((("noext", "blacklist mpt3sas\n"), ("x.conf.bak", "blacklist megaraid_sas\n"),
+                             (".hidden.conf", "blacklist e1000e\n")), None, "quiet\n"),
+        "config alias": Case((("xen.conf", "alias pci:v00001000d00000072* xen-pciback\n"
+                                           "alias pci:v00001000d0000005B* off\n"),), None, "quiet\n"),
+        ".ko stripped": Case((("a.conf", "blacklist mpt3sas.ko\nblacklist megaraid-sas.ko.gz\n"),), None, "quiet\n"),
+        "# anywhere": Case((("a.conf", "blacklist mpt3sas#x\nblacklist#megaraid_sas\n"),), None, "quiet\n"),
+        "backslashes": Case((("a.conf", "blacklist mpt3\\sas\nblacklist \\\nmegaraid_sas\nblacklist e1000e\\"),),
+                            None, "quiet\n"),
+    }
+    wrong = {name: [a for a in run_case(oracle_root, case) if not a.agrees] for name, case in known.items()}
+    assert not {name: answers for name, answers in wrong.items() if answers}
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=cases())
+def test_busybox_agrees_on_generated_configurations(oracle_root, case):
+    wrong = [a for a in run_case(oracle_root, case) if not a.agrees]
+    assert not wrong, (case, wrong)
