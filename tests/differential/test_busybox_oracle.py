@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.busybox_oracle import Case, build_root, run_case
+from tests.support.busybox_oracle import Case, build_root, run_case, run_hide_case
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root"),
@@ -111,3 +111,41 @@ def test_known_classes_agree(oracle_root):
 def test_busybox_agrees_on_generated_configurations(oracle_root, case):
     wrong = [a for a in run_case(oracle_root, case) if not a.agrees]
     assert not wrong, (case, wrong)
+
+
+PCIBACK_NAMES = ["xen_pciback", "xen_pciback", "xen-pciback", "xen_pciback.ko", "xen-pciback.ko.gz"]
+SLOTS = ["(01:00.0)", "(02:00.0)", "(0000:03:00.0)", "(01:00.*)", '"(04:00.0)"']
+
+
+@st.composite
+def hide_options(draw) -> str:
+    name = draw(st.sampled_from(PCIBACK_NAMES))
+    params = [f"hide={draw(st.sampled_from(SLOTS))}" for _ in range(draw(st.integers(1, 2)))]
+    extra = draw(st.sampled_from(["", " permissive=1", " # (09:00.0)", "#x", " \\"]))
+    return draw(st.sampled_from(LEADS)) + f"options {name} " + " ".join(params) + extra
+
+
+@st.composite
+def hide_cases(draw) -> Case:
+    names = draw(st.lists(st.sampled_from(FILE_NAMES), unique=True, max_size=4))
+    files = tuple((name, "\n".join(draw(st.lists(hide_options(), max_size=2))) + "\n") for name in names)
+    conf = draw(st.one_of(st.none(), st.lists(hide_options(), max_size=2).map(lambda ls: "\n".join(ls) + "\n")))
+    words = ["BOOT_IMAGE=vmlinuz-lts", "quiet"]
+    for _ in range(draw(st.integers(0, 2))):
+        param = draw(st.sampled_from(["xen_pciback.hide", "xen-pciback.hide", "xen_pciback.permissive"]))
+        words.insert(draw(st.integers(0, len(words))), f"{param}={draw(st.sampled_from(SLOTS))}")
+    lines = []
+    for _ in range(draw(st.integers(0, 2))):
+        name = draw(st.sampled_from(PCIBACK_NAMES))
+        args = draw(st.sampled_from(["", "", f" hide={draw(st.sampled_from(SLOTS))}", " permissive=1"]))
+        lines.append(name + args)
+    return Case(files, conf, " ".join(words) + "\n", "af_packet\n" + "".join(ln + "\n" for ln in lines))
+
+
+@settings(max_examples=max(EXAMPLES // 2, 1), deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=hide_cases())
+def test_busybox_agrees_on_the_hide_value(oracle_root, case):
+    """Which hide= xen-pciback gets: options in directory order, then the command line, then /etc/modules."""
+    oracle, product = run_hide_case(oracle_root, case)
+    assert oracle == product, case

@@ -22,7 +22,9 @@ from tests.support.scenarios import ALPINE_OS
 from xenpass.facts.collector import collect
 from xenpass.facts.host import HostFacts
 from xenpass.parse.bdf import parse_bdf
+from xenpass.parse.cmdline import parse_cmdline
 from xenpass.rules.base import Context, Status
+from xenpass.rules.hide_sources import decide
 from xenpass.rules.native_driver_blacklisted import RULE as NATIVE_RULE
 
 RELEASE = os.uname().release
@@ -57,11 +59,21 @@ kernel/net/ipv6/ipv6.ko.gz:
 
 @dataclass(frozen=True)
 class Case:
-    """One host configuration: modprobe.d files in creation order, /etc/modprobe.conf, the kernel command line."""
+    """One host configuration: modprobe.d files in creation order, /etc/modprobe.conf, the kernel command line,
+    /etc/modules."""
 
     files: tuple[tuple[str, str], ...]
     modprobe_conf: str | None
     cmdline: str
+    modules: str = "xen_pciback\n"
+
+
+# Alpine's OpenRC modules service (aports main/openrc/modules.initd) for /etc/modules, with modprobe as a dry
+# run: the first insmod of xen-pciback is the load that counts (later lines find it loaded and do nothing).
+MODULES_SERVICE = """modprobe() { /bin/busybox modprobe -D "$@"; }
+sed 's/\\#.*//g' < /etc/modules | while read module args; do modprobe -q $module $args; done
+"""
+NOT_LOADED = "not loaded"
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,7 @@ def write_case(root: Path, case: Case) -> None:
     if case.modprobe_conf is not None:
         conf.write_text(case.modprobe_conf)
     (root / "proc/cmdline").write_text(case.cmdline)
+    (root / "etc/modules").write_text(case.modules)
 
 
 def oracle_insmods(root: Path, modalias: str) -> list[str]:
@@ -121,3 +134,30 @@ def run_case(root: Path, case: Case) -> list[Answer]:
         answers.append(Answer(dev.bdf, NATIVE[dev.bdf] in loaded, verdict.status.value, verdict.reason,
                               " ".join(loaded)))
     return answers
+
+
+def oracle_hide(root: Path) -> str | None:
+    """The hide= xen-pciback gets at boot: the last one in the options of its first insmod (the kernel's
+    parse_args keeps the last), None without one, NOT_LOADED when the modules service never loads it."""
+    done = subprocess.run(["chroot", str(root), "/bin/busybox", "sh", "-c", MODULES_SERVICE],
+                          capture_output=True, text=True, timeout=30)
+    for line in done.stdout.splitlines():
+        words = line.split(" ", 2)
+        if words[0] == "insmod" and PurePosixPath(words[1]).name.startswith("xen-pciback.ko"):
+            hides = [value for name, value in parse_cmdline(words[2] if len(words) > 2 else "") if name == "hide"]
+            return hides[-1] if hides else None
+    return NOT_LOADED
+
+
+def product_hide(facts: HostFacts) -> str | None:
+    decision = decide(facts)
+    if decision.loader is None or decision.fatal:
+        return NOT_LOADED
+    return decision.value.value.raw if decision.value else None
+
+
+def run_hide_case(root: Path, case: Case) -> tuple[str | None, str | None]:
+    """(busybox's answer, the product's) for the hide= value xen-pciback gets."""
+    write_case(root, case)
+    facts = HostFacts(collect(ChrootHost(root), "busybox-oracle"))
+    return oracle_hide(root), product_hide(facts)
