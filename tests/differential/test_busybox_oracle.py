@@ -9,6 +9,7 @@ exactly when it would not. XENPASS_ORACLE_EXAMPLES sets the number of examples (
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 
@@ -149,3 +150,22 @@ def test_busybox_agrees_on_the_hide_value(oracle_root, case):
     """Which hide= xen-pciback gets: options in directory order, then the command line, then /etc/modules."""
     oracle, product = run_hide_case(oracle_root, case)
     assert oracle == product, case
+
+
+def test_directory_order_not_sorted_order_decides_the_hide_value(oracle_root):
+    """Two files whose readdir order (on this filesystem) is not their sorted order: busybox takes the options of
+    the one it reads last, and so must the product."""
+    probe = oracle_root / "etc/order-probe"
+    probe.mkdir()
+    names = [f"{c}.conf" for c in "abcdefghijklmnop"]
+    for name in names:
+        (probe / name).write_text("")
+    listed = [n for n in os.listdir(probe) if n in names]
+    shutil.rmtree(probe)
+    pair = next(((x, y) for x, y in itertools.pairwise(listed) if x > y), None)
+    if pair is None:
+        pytest.skip("this filesystem lists these names sorted")
+    read_first, read_last = pair  # created in sorted order (read_last first), read the other way round
+    files = ((read_last, "options xen_pciback hide=(02:00.0)\n"), (read_first, "options xen_pciback hide=(01:00.0)\n"))
+    case = Case(files, None, "quiet\n")
+    assert run_hide_case(oracle_root, case) == ("(02:00.0)", "(02:00.0)")  # sorted order would give (01:00.0)
