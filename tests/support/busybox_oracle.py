@@ -105,7 +105,8 @@ def write_case(root: Path, case: Case) -> None:
     directory = root / "etc/modprobe.d"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    for name, text in case.files:  # a fresh directory, files created in this order
+    for name, text in case.files:  # a fresh directory, files created in this order ("d/x.conf": in a subdirectory)
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / name).write_text(text)
     conf = root / "etc/modprobe.conf"
     conf.unlink(missing_ok=True)
