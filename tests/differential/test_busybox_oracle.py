@@ -81,7 +81,9 @@ def cases(draw) -> Case:
     names = draw(st.lists(st.sampled_from(FILE_NAMES), unique=True, max_size=4))
     files = tuple((name, draw(config_texts())) for name in names)
     conf = draw(st.one_of(st.none(), config_texts()))
-    return Case(files, conf, draw(cmdlines()))
+    by_name = draw(st.lists(st.sampled_from(["mpt3sas.ko", "megaraid-sas", "mpt2sas", "e1000e # x", "#e1000e"]),
+                            max_size=1))
+    return Case(files, conf, draw(cmdlines()), "".join(f"{m}\n" for m in ["xen_pciback", *by_name]))
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +103,8 @@ def test_known_classes_agree(oracle_root):
                               {"01", "02", "03"}),
         "config alias": (Case((("xen.conf", "alias pci:v00001000d00000072* xen-pciback\n"
                                             "alias pci:v00001000d0000005B* off\n"),), None, "quiet\n"), {"02", "03"}),
+        "loaded by name through an alias": (Case((("b.conf", "blacklist mpt3sas\nblacklist megaraid_sas\n"),), None,
+                                                "quiet\n", "xen_pciback\nmpt2sas\nmegaraid-sas.ko\n"), {"02", "03"}),
         ".ko stripped": (Case((("a.conf", "blacklist mpt3sas.ko\nblacklist megaraid-sas.ko.gz\n"),), None, "quiet\n"),
                          {"03"}),
         "# anywhere": (Case((("a.conf", "blacklist mpt3sas#x\nblacklist#megaraid_sas\n"),), None, "quiet\n"),

@@ -118,19 +118,29 @@ def write_case(root: Path, case: Case) -> None:
 
 def oracle_insmods(root: Path, modalias: str) -> list[str]:
     """Module names `busybox modprobe -b -D MODALIAS` would insmod (deps included)."""
-    done = subprocess.run(["chroot", str(root), "/bin/busybox", "modprobe", "-b", "-D", modalias],
-                          capture_output=True, text=True, timeout=30)
+    return insmods(["/bin/busybox", "modprobe", "-b", "-D", modalias], root)
+
+
+def modules_service_insmods(root: Path) -> list[str]:
+    """Module names Alpine's modules service would insmod from /etc/modules (by name: no blacklist)."""
+    return insmods(["/bin/busybox", "sh", "-c", MODULES_SERVICE], root)
+
+
+def insmods(argv: list[str], root: Path) -> list[str]:
+    done = subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True, timeout=30)
     files = [PurePosixPath(line.split()[1]).name for line in done.stdout.splitlines() if line.startswith("insmod ")]
     return [name.split(".", 1)[0].replace("-", "_") for name in files]  # mpt3sas.ko.gz -> mpt3sas
 
 
 def run_case(root: Path, case: Case) -> list[Answer]:
+    """Per device: does coldplug (`modprobe -b MODALIAS`) or the modules service (by name) load its native driver."""
     write_case(root, case)
     facts = HostFacts(collect(ChrootHost(root), "busybox-oracle"))
     assert facts.modprobe_impl == "busybox" and not facts.unknown(NATIVE_RULE.reads)
+    by_name = modules_service_insmods(root)
     answers = []
     for dev in DEVICES:
-        loaded = oracle_insmods(root, dev.modalias)
+        loaded = oracle_insmods(root, dev.modalias) + by_name
         verdict = NATIVE_RULE.check(facts, parse_bdf(dev.bdf), Context())
         answers.append(Answer(dev.bdf, NATIVE[dev.bdf] in loaded, verdict.status.value, verdict.reason,
                               " ".join(loaded)))

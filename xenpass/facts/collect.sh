@@ -141,6 +141,14 @@ for f in /etc/modprobe.conf /etc/modprobe.d/*; do
   done < "$f"
 done
 
+# Names /etc/modules loads by name: an alias among them (mpt2sas) is resolved through modules.alias.
+if [ -r /etc/modules ]; then
+  while read -r name _ || [ -n "$name" ]; do
+    name=${name%%#*}; name=${name%%.*}
+    case $name in ''|*[!A-Za-z0-9_-]*) ;; *) blacklisted="$blacklisted|$name" ;; esac
+  done < /etc/modules
+fi
+
 # PCI devices from sysfs: ids, modalias, bound driver, physical path (for parent bridges).
 aliases="pci:v\\*"
 for d in /sys/bus/pci/devices/*; do

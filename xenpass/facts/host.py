@@ -16,6 +16,7 @@ from xenpass.parse.lspci import LspciDevice, parse_lspci_k
 from xenpass.parse.modprobe import ModprobeDirective, normalize_module, parse_modprobe_conf
 from xenpass.parse.modprobe_busybox import (
     BusyboxProbe,
+    busybox_by_name,
     busybox_coldplug,
     busybox_dep_modules,
     busybox_modname,
@@ -317,6 +318,12 @@ class HostFacts:
         """Names in modules.dep that config alias lines point to (None: not collected)."""
         text = self.raw.output("modules.dep")
         return busybox_dep_modules(text) if text is not None else None
+
+    def busybox_by_name(self, name: str) -> list[str]:
+        """What `modprobe NAME` loads here (modules known from modules.dep, modules.alias and the kernel)."""
+        known = (self.busybox_dep_modules or frozenset()) | {busybox_modname(a.module) for a in self.aliases}
+        return busybox_by_name(name, self.modprobe, [(a.pattern, a.module) for a in self.aliases],
+                               self.busybox_dep_modules, self.raw.file("/proc/cmdline") or "", frozenset(known))
 
     def busybox_probe(self, modalias: str) -> BusyboxProbe:
         return busybox_coldplug(modalias, self.modprobe, [(a.pattern, a.module) for a in self.aliases],

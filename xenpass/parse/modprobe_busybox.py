@@ -25,6 +25,7 @@ from xenpass.parse.modprobe import ModprobeDirective
 __all__ = [
     "BUSYBOX_MODPROBE",
     "BusyboxProbe",
+    "busybox_by_name",
     "busybox_cmdline_blacklist",
     "busybox_coldplug",
     "busybox_dep_modules",
@@ -208,10 +209,12 @@ def busybox_coldplug(
     modules_alias: Sequence[tuple[str, str]],
     dep_modules: frozenset[str] | None,
     cmdline: str,
+    name_is_module: bool = False,
 ) -> BusyboxProbe:
     """Resolve a modalias like busybox `modprobe -b`: config aliases first; modules.alias only when the
     requested name matched no config alias, or a target is not in modules.dep (`dep_modules`; None: unknown,
-    taken as missing, the side that does not hide a native driver)."""
+    taken as missing, the side that does not hide a native driver). `name_is_module`: the requested name is a
+    module in modules.dep (a load by name), so it resolves without modules.alias."""
     probe = BusyboxProbe(modalias)
     wanted = busybox_modname(modalias)
     for d in directives:
@@ -221,7 +224,7 @@ def busybox_coldplug(
             probe.blacklist.setdefault(busybox_modname(d.module), f"{d.source}:{d.lineno}")
     targets = list(dict.fromkeys(h.module for h in probe.config_hits))
     probe.unresolved_targets = [t for t in targets if dep_modules is None or t not in dep_modules]
-    probe.reads_modules_alias = not targets or bool(probe.unresolved_targets)
+    probe.reads_modules_alias = (not targets and not name_is_module) or bool(probe.unresolved_targets)
     if probe.reads_modules_alias:
         probe.alias_hits = [AliasHit(busybox_modname(target), None) for pattern, target in modules_alias
                             if _fnmatch(busybox_modname(pattern), wanted)]
@@ -263,3 +266,20 @@ def _glob_regex(pattern: str) -> str:
         else:
             out.append(re.escape(c))
     return "".join(out)
+
+
+def busybox_by_name(
+    name: str,
+    directives: Sequence[ModprobeDirective],
+    modules_alias: Sequence[tuple[str, str]],
+    dep_modules: frozenset[str] | None,
+    cmdline: str,
+    known_modules: frozenset[str],
+) -> list[str]:
+    """Modules `modprobe NAME` (no -b: Alpine's modules service) loads. A name with no alias is loaded as
+    itself, blacklisted or not; an alias loads its real names that are not blacklisted."""
+    key = busybox_modname(name)
+    probe = busybox_coldplug(name, directives, modules_alias, dep_modules, cmdline, key in known_modules)
+    if not probe.realnames:
+        return [key] if key in known_modules else []
+    return probe.loads

@@ -65,11 +65,11 @@ def busybox_prevention(facts: HostFacts, bdf: Bdf, module: str) -> tuple[bool, s
     """Whether busybox `modprobe -b MODALIAS` (mdev/hwdrivers coldplug) leaves `module` out, and why."""
     if module in facts.builtin_modules:
         return False, f"{module} is built into kernel {facts.kernel}: no blacklist can stop it"
-    explicit = [ln for ln in facts.module_load_lines if normalize_module(ln.module) == module]
+    explicit = [ln for ln in facts.module_load_lines if module in facts.busybox_by_name(ln.module)]
     if explicit:
         at = where(explicit[0].source, explicit[0].lineno)
-        return False, (f"{module} is loaded by name at {at}; a blacklist only stops loading by alias, "
-                       "so remove that line")
+        return False, (f"{module} is loaded by name at {at} (`modprobe {explicit[0].module}`: busybox modprobe "
+                       "without -b ignores the blacklist for a module's own name), so remove that line")
     dev = facts.pci.get(bdf)
     if dev is None or not dev.modalias:
         hit = facts.directives("blacklist", module)
@@ -82,7 +82,7 @@ def busybox_prevention(facts: HostFacts, bdf: Bdf, module: str) -> tuple[bool, s
         how = ("by `modprobe.blacklist=` on the kernel command line (busybox modprobe reads it from /proc/cmdline, "
                "'-' read as '_')") if at == "/proc/cmdline" else f"at {at}"
         return True, f"{module} is blacklisted {how} ({BUSYBOX_MODPROBE}: names compared without `.ko`, '-' as '_')"
-    if module not in probe.realnames:
+    if probe.config_hits and not probe.reads_modules_alias and module not in probe.realnames:
         hits = "; ".join(f"`{h.directive.raw.strip()}` ({where(h.directive.source, h.directive.lineno)})"
                          for h in probe.config_hits if h.directive)
         return True, (f"{BUSYBOX_MODPROBE} resolves {dev.modalias} through {hits} to "
