@@ -32,3 +32,14 @@ def test_config_alias_to_a_name_not_in_modules_dep_does_not():
     facts.raw.commands["modules.dep"] = CommandFact("modules.dep", "kernel/drivers/xen/xen-pciback.ko.gz:\n", 0)
     v = verdict(facts, NODE03, "native-driver-blacklisted")
     assert v.status.value == "fail" and "off are not in modules.dep" in v.reason
+
+
+def test_fix_disables_a_load_by_name_with_ko_suffix():
+    from xenpass.fix.native_driver_blacklisted import plan
+    from xenpass.rules.base import Context
+
+    facts = edited(BROKEN, {"/etc/modprobe.d/blacklist.conf": "blacklist mpt3sas\n",
+                            "/etc/modules": "xen_pciback hide=(01:00.0)\nmpt3sas.ko\n"})
+    assert verdict(facts, NODE03, "native-driver-blacklisted").status.value == "fail"
+    edits = {step.path: step for step in plan(facts, NODE03, Context()).steps}
+    assert "# mpt3sas.ko  # disabled by xenpass" in edits["/etc/modules"].after

@@ -7,7 +7,7 @@ from xenpass.fix.base import FileEdit, Part, Refusal, append_line, replace_lines
 from xenpass.parse.bdf import Bdf
 from xenpass.parse.modprobe import normalize_module
 from xenpass.rules.base import Context
-from xenpass.rules.native_driver_blacklisted import prevention
+from xenpass.rules.native_driver_blacklisted import busybox_prevention, prevention
 
 RULE = "native-driver-blacklisted"
 CONF = "/etc/modprobe.d/xen-passthrough.conf"
@@ -18,7 +18,8 @@ def plan(facts: HostFacts, bdf: Bdf, ctx: Context) -> Part:
     conf = facts.raw.file(CONF)
     new_conf = conf
     for module in facts.native_modules(bdf):
-        if prevention(facts, module)[0]:
+        busybox = facts.modprobe_impl == "busybox"
+        if (busybox_prevention(facts, bdf, module) if busybox else prevention(facts, module))[0]:
             continue
         if module in facts.builtin_modules:
             part.refusals.append(Refusal(RULE, f"{module} is built into the kernel; no modprobe setting stops it",
@@ -79,7 +80,9 @@ def unload_by_name_edits(facts: HostFacts, module: str) -> list[FileEdit]:
     edits = []
     by_file: dict[str, dict[int, str | None]] = {}
     for line in facts.module_load_lines + facts.initramfs_modules:
-        if normalize_module(line.module) == module:
+        loads = facts.busybox_by_name(line.module) if facts.modprobe_impl == "busybox" else [
+            normalize_module(line.module)]
+        if module in loads:
             by_file.setdefault(line.source, {})[line.lineno] = f"# {line.raw}  # disabled by xenpass: passthrough"
     for path, changes in by_file.items():
         text = facts.raw.file(path) or ""
