@@ -161,7 +161,9 @@ RULE = Rule(
     passes=(
         "the module that claims the device by its modalias (resolved through `modules.alias`, or lspci's "
         '"Kernel modules") is blacklisted by its **real** name, or (kmod only) replaced by `install`, or '
-        'preceded by `softdep … pre: xen-pciback`; not built in; not loaded by name from `/etc/modules`.'
+        'preceded by `softdep … pre: xen-pciback`; not built in; not loaded by name from `/etc/modules`. On a '
+        'busybox-modprobe host (Alpine) as busybox reads it: only `/etc/modprobe.d/*.conf`, `modprobe.blacklist=` '
+        'on the command line, or a config `alias` of the modalias to a module in modules.dep.'
     ),
     why=(
         'udev/mdev coldplug loads the native driver by modalias; whichever module binds first owns the '
