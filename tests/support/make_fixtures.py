@@ -25,7 +25,16 @@ def snapshot_of(name: str) -> RawFacts:
         root = build(host, Path(tmp) / "root")
         raw = collect(ChrootHost(root, userspec=host.collect_as), name)
     raw.collected_at = STAMP
+    stable_directory_order(raw)
     return raw
+
+
+def stable_directory_order(raw: RawFacts) -> None:
+    """Readdir order is the filesystem's (ext4 hashes names with a per-filesystem seed): fixtures keep the
+    listing sorted, so a scenario regenerates the same on any machine."""
+    listing = raw.commands.get("readdir /etc/modprobe.d")
+    if listing is not None and listing.output is not None:
+        listing.output = "".join(sorted(listing.output.splitlines(keepends=True)))
 
 
 def main(names: list[str]) -> None:

@@ -127,6 +127,31 @@ done
 set +f
 unset IFS
 
+# busybox modprobe (Alpine) reads /etc/modprobe.d in directory order (readdir, not the shell's sorted glob),
+# and reads modules.alias only when a config `alias` target is not in modules.dep: list the directory as it
+# comes, and gather the targets of alias lines (read without -r joins a line ending in a backslash, as
+# busybox's parser does) for the modules.dep lookup below.
+if [ -d /etc/modprobe.d ]; then
+  begin cmd "readdir /etc/modprobe.d"; find /etc/modprobe.d -mindepth 1 -maxdepth 1 2>&1; end $?
+fi
+alias_targets=
+for f in /etc/modprobe.conf /etc/modprobe.d/*; do
+  [ -f "$f" ] && [ -r "$f" ] || continue
+  while read word _ target _ || [ -n "$word" ]; do  # a last line without its newline counts
+    [ "$word" = alias ] || continue
+    target=${target%%#*}; target=${target%%.*}
+    case $target in ''|*[!A-Za-z0-9_-]*) ;; *) alias_targets="$alias_targets|$target" ;; esac
+  done < "$f"
+done
+
+# Names /etc/modules loads by name: an alias among them (mpt2sas) is resolved through modules.alias.
+if [ -r /etc/modules ]; then
+  while read -r name _ || [ -n "$name" ]; do
+    name=${name%%#*}; name=${name%%.*}
+    case $name in ''|*[!A-Za-z0-9_-]*) ;; *) blacklisted="$blacklisted|$name" ;; esac
+  done < /etc/modules
+fi
+
 # PCI devices from sysfs: ids, modalias, bound driver, physical path (for parent bridges).
 aliases="pci:v\\*"
 for d in /sys/bus/pci/devices/*; do
@@ -168,6 +193,15 @@ alias_file=/lib/modules/$release/modules.alias
 if [ -r "$alias_file" ]; then
   begin cmd modules.alias
   grep -E "^alias (${aliases}|(x${blacklisted}) )" "$alias_file"
+  end 0
+fi
+
+# The modules.dep lines of those alias targets ('-' and '_' alike: both become "." in the pattern).
+dep_file=/lib/modules/$release/modules.dep
+if [ -n "$alias_targets" ] && [ -r "$dep_file" ]; then
+  pattern=$(printf '%s' "${alias_targets#|}" | tr '_-' '..')
+  begin cmd modules.dep
+  grep -E "^([^: ]*/)?(${pattern})\.ko[^: ]*:" "$dep_file"
   end 0
 fi
 

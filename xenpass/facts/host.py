@@ -14,6 +14,15 @@ from xenpass.parse.cmdline import parse_cmdline
 from xenpass.parse.initramfs import InitramfsContent
 from xenpass.parse.lspci import LspciDevice, parse_lspci_k
 from xenpass.parse.modprobe import ModprobeDirective, normalize_module, parse_modprobe_conf
+from xenpass.parse.modprobe_busybox import (
+    BusyboxProbe,
+    busybox_by_name,
+    busybox_coldplug,
+    busybox_dep_modules,
+    busybox_modname,
+    busybox_reads,
+    parse_busybox_conf,
+)
 from xenpass.parse.modules_alias import (
     ModuleAlias,
     parse_modules_alias,
@@ -276,8 +285,7 @@ class HostFacts:
     def modprobe_files(self) -> list[ConfigFile]:
         """The modprobe configuration files in force, in the order modprobe reads them."""
         if self.modprobe_impl == "busybox":
-            paths = [p for p in self.raw.files if p == "/etc/modprobe.conf" or p.startswith("/etc/modprobe.d/")]
-            return [self.config_file(p) for p in sorted(paths) if self.raw.file(p) is not None]
+            return [self.config_file(p) for p in self.busybox_config_paths]
         return self.kmod_config_files()
 
     def kmod_config_files(self) -> list[ConfigFile]:
@@ -334,16 +342,53 @@ class HostFacts:
 
     @cached_property
     def modprobe(self) -> list[ModprobeDirective]:
+        if self.modprobe_impl == "busybox":
+            return [d for f in self.modprobe_files for d in parse_busybox_conf(f.text, f.path)]
         eof = KMOD_BACKSLASH_AT_EOF if self.modprobe_impl == "kmod" and (self.kmod_version or 34) < 34 else ""
         return [d for f in self.modprobe_files for d in parse_modprobe_conf(f.text, f.path, eof)]
 
+    def module_key(self, name: str) -> str:
+        """A module name as this host's modprobe compares it (busybox also cuts `.ko`)."""
+        return busybox_modname(name) if self.modprobe_impl == "busybox" else normalize_module(name)
+
     def directives(self, keyword: str, module: str | None = None) -> list[ModprobeDirective]:
-        wanted = normalize_module(module) if module else None
+        wanted = self.module_key(module) if module else None
         return [
             d
             for d in self.modprobe
-            if d.keyword == keyword and (wanted is None or normalize_module(d.module) == wanted)
+            if d.keyword == keyword and (wanted is None or self.module_key(d.module) == wanted)
         ]
+
+    # -- busybox modprobe (Alpine) ----------------------------------------------------------
+    @cached_property
+    def busybox_config_paths(self) -> list[str]:
+        """/etc/modprobe.conf, then the `*.conf` of /etc/modprobe.d that busybox reads, in directory order."""
+        readable = {p for p in self.files_in("/etc/modprobe.d") if busybox_reads(p)}
+        listed = self.raw.output("readdir /etc/modprobe.d")
+        order = [line for line in (listed or "").split("\n") if line in readable]
+        order += sorted(readable - set(order))  # no listing (older snapshots): sorted, the old guess
+        head = ["/etc/modprobe.conf"] if self.raw.file("/etc/modprobe.conf") is not None else []
+        return head + order
+
+    @property
+    def busybox_order_known(self) -> bool:
+        return self.raw.output("readdir /etc/modprobe.d") is not None
+
+    @cached_property
+    def busybox_dep_modules(self) -> frozenset[str] | None:
+        """Names in modules.dep that config alias lines point to (None: not collected)."""
+        text = self.raw.output("modules.dep")
+        return busybox_dep_modules(text) if text is not None else None
+
+    def busybox_by_name(self, name: str) -> list[str]:
+        """What `modprobe NAME` loads here (modules known from modules.dep, modules.alias and the kernel)."""
+        known = (self.busybox_dep_modules or frozenset()) | {busybox_modname(a.module) for a in self.aliases}
+        return busybox_by_name(name, self.modprobe, [(a.pattern, a.module) for a in self.aliases],
+                               self.busybox_dep_modules, self.raw.file("/proc/cmdline") or "", frozenset(known))
+
+    def busybox_probe(self, modalias: str) -> BusyboxProbe:
+        return busybox_coldplug(modalias, self.modprobe, [(a.pattern, a.module) for a in self.aliases],
+                                self.busybox_dep_modules, self.raw.file("/proc/cmdline") or "")
 
     @cached_property
     def module_load_files(self) -> list[ConfigFile]:

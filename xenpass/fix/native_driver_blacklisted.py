@@ -79,7 +79,9 @@ def unload_by_name_edits(facts: HostFacts, module: str) -> list[FileEdit]:
     edits = []
     by_file: dict[str, dict[int, str | None]] = {}
     for line in facts.module_load_lines + facts.initramfs_modules:
-        if normalize_module(line.module) == module:
+        loads = facts.busybox_by_name(line.module) if facts.modprobe_impl == "busybox" else [
+            normalize_module(line.module)]
+        if module in loads:
             by_file.setdefault(line.source, {})[line.lineno] = f"# {line.raw}  # disabled by xenpass: passthrough"
     for path, changes in by_file.items():
         text = facts.raw.file(path) or ""

@@ -38,16 +38,23 @@ def is_pciback(name: str) -> bool:
     return normalize_module(name) == PCIBACK
 
 
+def loads_pciback(facts: HostFacts, name: str) -> bool:
+    """Whether `modprobe NAME` loads xen-pciback on this host (busybox also cuts `.ko`: xen_pciback.ko)."""
+    return facts.module_key(name) == PCIBACK
+
+
 def looks_like_slot(word: str) -> bool:
     return word.startswith("(") and word.endswith(")")
 
 
 def sources_from_line(line: ModuleLoadLine, kind: str) -> list[HideSource]:
+    # modprobe joins the words with spaces and the kernel's parse_args splits them again (quotes removed)
+    params = parse_options(" ".join(line.args))
     out = []
-    for i, arg in enumerate(line.args):
-        if arg.startswith("hide="):
-            stray = tuple(a for a in line.args[i + 1 :] if "=" not in a and looks_like_slot(a))
-            out.append(HideSource(f"{line.source}:{line.lineno}", kind, line.raw, parse_hide(arg[5:]), stray))
+    for i, (name, value) in enumerate(params):
+        if name == "hide" and value is not None:
+            stray = tuple(n for n, v in params[i + 1 :] if v is None and looks_like_slot(n))
+            out.append(HideSource(f"{line.source}:{line.lineno}", kind, line.raw, parse_hide(value), stray))
     return out
 
 
@@ -55,7 +62,7 @@ def hide_sources(facts: HostFacts) -> list[HideSource]:
     """Every hide= the host mentions, in any place, effective or not."""
     found: list[HideSource] = []
     for line in facts.module_load_lines:
-        if is_pciback(line.module):
+        if loads_pciback(facts, line.module):
             found += sources_from_line(line, "modules-line")
     for line in facts.initramfs_modules:
         if is_pciback(line.module):
@@ -139,7 +146,7 @@ def last_value(candidates: list[HideSource]) -> HideSource | None:
 def decide_openrc(facts: HostFacts, sources: list[HideSource]) -> HideDecision:
     """Alpine: /etc/init.d/modules runs `modprobe -q $module $args` per line; the first line loads it."""
     decision = HideDecision()
-    loads = [ln for ln in facts.module_load_lines if is_pciback(ln.module)]
+    loads = [ln for ln in facts.module_load_lines if loads_pciback(facts, ln.module)]
     if not loads:
         decision.problems.append("nothing loads xen-pciback at boot: no xen_pciback line in /etc/modules "
                                  "(it has no device table, so it is never autoloaded)")
@@ -152,8 +159,10 @@ def decide_openrc(facts: HostFacts, sources: list[HideSource]) -> HideDecision:
         decision.fatal.append("the OpenRC 'modules' service is in no runlevel, so /etc/modules is never read "
                               "(rc-update add modules boot)")
     first_where = f"{first.source}:{first.lineno}"
-    candidates = [s for s in sources if s.kind == "cmdline" and cmdline_counts(facts, s)]
-    candidates += [s for s in sources if s.kind == "options"]
+    cmdline = [s for s in sources if s.kind == "cmdline" and cmdline_counts(facts, s)]
+    options = [s for s in sources if s.kind == "options"]
+    # busybox modprobe.c do_modprobe passes config options, then /proc/cmdline's, then its own args
+    candidates = options + cmdline if facts.modprobe_impl == "busybox" else cmdline + options
     candidates += [s for s in sources if s.kind == "modules-line" and s.where == first_where]
     decision.value = last_value(kmod_option_order(candidates) if kmod_reads_cmdline(facts) else candidates)
     for s in sources:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from xenpass.facts.host import PCIBACK, HostFacts
 from xenpass.parse.bdf import Bdf
 from xenpass.parse.modprobe import kmod_softdep, kmod_underscores, normalize_module
+from xenpass.parse.modprobe_busybox import BUSYBOX_MODPROBE, BusyboxProbe, parse_busybox_conf
 from xenpass.rules.base import Context, Evidence, Rule, Status, Verdict, command_evidence, where
 from xenpass.rules.kmod_coldplug import KmodColdplug, first_binding
 
@@ -27,7 +28,10 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
         return kmod_verdict(facts, dev.modalias, natives, evidence)
     problems, guards = [], []
     for module in natives:
-        guard, why = prevention(facts, module)
+        if facts.modprobe_impl == "busybox":
+            guard, why = busybox_prevention(facts, bdf, module)
+        else:
+            guard, why = prevention(facts, module)
         (guards if guard else problems).append(why)
     if problems:
         return RULE.verdict(Status.FAIL, "; ".join(problems), *evidence)
@@ -36,6 +40,8 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
 
 def guarded(facts: HostFacts, bdf: Bdf, module: str) -> bool:
     """Whether this rule counts `module` as kept from claiming the device: what the fix plans from."""
+    if facts.modprobe_impl == "busybox":
+        return busybox_prevention(facts, bdf, module)[0]
     dev = facts.pci.get(bdf)
     if facts.modprobe_impl != "kmod" or dev is None or not dev.modalias:
         return prevention(facts, module)[0]
@@ -137,6 +143,50 @@ def not_by_coldplug(facts: HostFacts, model: KmodColdplug, module: str, natives:
     return None
 
 
+def busybox_prevention(facts: HostFacts, bdf: Bdf, module: str) -> tuple[bool, str]:
+    """Whether busybox `modprobe -b MODALIAS` (mdev/hwdrivers coldplug) leaves `module` out, and why."""
+    if module in facts.builtin_modules:
+        return False, f"{module} is built into kernel {facts.kernel}: no blacklist can stop it"
+    explicit = [ln for ln in facts.module_load_lines if module in facts.busybox_by_name(ln.module)]
+    if explicit:
+        at = where(explicit[0].source, explicit[0].lineno)
+        return False, (f"{module} is loaded by name at {at} (`modprobe {explicit[0].module}`: busybox modprobe "
+                       "without -b ignores the blacklist for a module's own name), so remove that line")
+    dev = facts.pci.get(bdf)
+    if dev is None or not dev.modalias:
+        hit = facts.directives("blacklist", module)
+        if hit:
+            return True, f"{module} is blacklisted at {where(hit[0].source, hit[0].lineno)}"
+        return False, busybox_missing_reason(facts, None, module)
+    probe = facts.busybox_probe(dev.modalias)
+    if module in probe.blacklist:
+        at = probe.blacklist[module]
+        how = ("by `modprobe.blacklist=` on the kernel command line (busybox modprobe reads it from /proc/cmdline, "
+               "'-' read as '_')") if at == "/proc/cmdline" else f"at {at}"
+        return True, f"{module} is blacklisted {how} ({BUSYBOX_MODPROBE}: names compared without `.ko`, '-' as '_')"
+    if probe.config_hits and not probe.reads_modules_alias and module not in probe.realnames:
+        hits = "; ".join(f"`{h.directive.raw.strip()}` ({where(h.directive.source, h.directive.lineno)})"
+                         for h in probe.config_hits if h.directive)
+        return True, (f"{BUSYBOX_MODPROBE} resolves {dev.modalias} through {hits} to "
+                      f"{', '.join(probe.realnames)}, found in modules.dep, so it never reads modules.alias: "
+                      f"{module} is not loaded")
+    return False, busybox_missing_reason(facts, probe, module)
+
+
+def busybox_missing_reason(facts: HostFacts, probe: BusyboxProbe | None, module: str) -> str:
+    reasons = [missing_reason(facts, module)]
+    for path in facts.files_in("/etc/modprobe.d"):
+        if path not in facts.busybox_config_paths and any(
+                facts.module_key(d.module) == module for d in parse_busybox_conf(facts.raw.file(path) or "", path)
+                if d.keyword == "blacklist"):
+            reasons.append(f"{path} is not read: {BUSYBOX_MODPROBE} reads only /etc/modprobe.d/*.conf "
+                           "not starting with '.'")
+    if probe is not None and probe.unresolved_targets:
+        reasons.append(f"config alias target(s) {', '.join(probe.unresolved_targets)} are not in modules.dep, so "
+                       f"{BUSYBOX_MODPROBE} reads modules.alias too and loads {module}")
+    return "; ".join(reasons)
+
+
 def missing_reason(facts: HostFacts, module: str) -> str:
     reasons = [f"nothing stops {module} from claiming the device at boot"]
     for d in facts.directives("blacklist"):
@@ -171,7 +221,7 @@ def blacklist_evidence(facts: HostFacts, natives: tuple[str, ...]) -> list[Evide
     names = set(natives)
     lines: dict[str, list[str]] = {}
     for d in facts.modprobe:
-        mod = normalize_module(d.module)
+        mod = facts.module_key(d.module)
         if d.keyword in ("blacklist", "install", "softdep") and (mod in names or names & set(facts.real_modules(mod))):
             lines.setdefault(d.source, []).append(f"{d.lineno}: {d.raw.strip()}")
     out = [Evidence(source, "\n".join(text)) for source, text in lines.items()]
@@ -197,7 +247,9 @@ RULE = Rule(
         "hosts, what udev's coldplug (`modprobe -b MODALIAS`) loads first is worked out as the host's kmod "
         "version does it: modprobe.d `alias` lines before modules.alias, glob `install`/`softdep` names, "
         "/dev/null masks, /usr/local/lib/modprobe.d, `.alias` files (kmod < 33), its softdep and command-line "
-        "parsers (docs/tool-facts.md)."
+        "parsers (docs/tool-facts.md). On a "
+        'busybox-modprobe host (Alpine) as busybox reads it: only `/etc/modprobe.d/*.conf`, `modprobe.blacklist=` '
+        'on the command line, or a config `alias` of the modalias to a module in modules.dep.'
     ),
     why=(
         'udev/mdev coldplug loads the native driver by modalias; whichever module binds first owns the '
