@@ -196,6 +196,15 @@ if [ -r "$alias_file" ]; then
   end 0
 fi
 
+# Aliases of built-in drivers (Linux 5.2+): kbuild's modules.builtin.modinfo, NUL-separated
+# `module.key=value` records; only the PCI aliases that can match these devices, as for modules.alias.
+modinfo_file=/lib/modules/$release/modules.builtin.modinfo
+if [ -r "$modinfo_file" ]; then
+  begin cmd modules.builtin.modinfo
+  tr '\000' '\n' < "$modinfo_file" | grep -E "^[A-Za-z0-9_-]+\.alias=(${aliases})"
+  end 0
+fi
+
 # The modules.dep lines of those alias targets ('-' and '_' alike: both become "." in the pattern).
 dep_file=/lib/modules/$release/modules.dep
 if [ -n "$alias_targets" ] && [ -r "$dep_file" ]; then

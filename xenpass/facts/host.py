@@ -25,6 +25,7 @@ from xenpass.parse.modprobe_busybox import (
 )
 from xenpass.parse.modules_alias import (
     ModuleAlias,
+    parse_builtin_modinfo_aliases,
     parse_modules_alias,
     parse_modules_builtin,
     resolve_alias,
@@ -434,8 +435,14 @@ class HostFacts:
         return parse_modules_alias(self.raw.output("modules.alias") or "")
 
     @cached_property
+    def builtin_aliases(self) -> list[ModuleAlias]:
+        """PCI aliases of built-in drivers, from modules.builtin.modinfo (modules.alias lists loadable ones only)."""
+        return parse_builtin_modinfo_aliases(self.raw.output("modules.builtin.modinfo") or "")
+
+    @cached_property
     def builtin_modules(self) -> frozenset[str]:
-        return parse_modules_builtin(self.raw.file(f"/lib/modules/{self.kernel}/modules.builtin") or "")
+        listed = parse_modules_builtin(self.raw.file(f"/lib/modules/{self.kernel}/modules.builtin") or "")
+        return listed | {normalize_module(a.module) for a in self.builtin_aliases}
 
     def real_modules(self, name: str) -> tuple[str, ...]:
         """The real module(s) a name stands for: itself if it is one, else what its alias resolves to."""
@@ -471,11 +478,12 @@ class HostFacts:
         return found or [bdf]
 
     def native_modules(self, bdf: Bdf) -> tuple[str, ...]:
-        """Modules that would claim the device by its modalias (what hwdrivers/udev load)."""
+        """Modules that would claim the device by its modalias (what hwdrivers/udev load, and built-in drivers)."""
         dev = self.pci.get(bdf)
         names: list[str] = []
         if dev and dev.modalias:
             names += [normalize_module(m) for m in resolve_alias(dev.modalias, self.aliases)]
+            names += [normalize_module(m) for m in resolve_alias(dev.modalias, self.builtin_aliases)]
         if bdf in self.lspci:
             names += [normalize_module(m) for m in self.lspci[bdf].modules]
         skip = {PCIBACK, "pciback", "pci_stub", "vfio_pci"}

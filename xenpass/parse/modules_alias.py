@@ -1,4 +1,9 @@
-"""`modules.alias` and `modules.builtin` of the running kernel (written by depmod)."""
+"""`modules.alias`, `modules.builtin` and `modules.builtin.modinfo` of the running kernel.
+
+modules.alias and modules.builtin are written by depmod; modules.builtin.modinfo by kbuild (Linux 5.2+):
+the `.modinfo` section of vmlinux, NUL-separated `module.key=value` records. Aliases of built-in drivers
+are only there (and in kmod's modules.builtin.alias.bin, built from it).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,13 @@ from fnmatch import fnmatchcase
 
 from xenpass.parse.modprobe import normalize_module
 
-__all__ = ["ModuleAlias", "parse_modules_alias", "parse_modules_builtin", "resolve_alias"]
+__all__ = [
+    "ModuleAlias",
+    "parse_builtin_modinfo_aliases",
+    "parse_modules_alias",
+    "parse_modules_builtin",
+    "resolve_alias",
+]
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,20 @@ def parse_modules_alias(text: str) -> list[ModuleAlias]:
         words = line.split()
         if len(words) >= 3 and words[0] == "alias":
             aliases.append(ModuleAlias(words[1], words[2]))
+    return aliases
+
+
+def parse_builtin_modinfo_aliases(text: str) -> list[ModuleAlias]:
+    """`mpt3sas.alias=pci:v00001000d00000097sv*sd*bc*sc*i*` records (NUL or newline separated) -> aliases.
+
+    Other keys (`.license=`, `.parm=`, ...) and records without a module name or a value are skipped.
+    """
+    aliases: list[ModuleAlias] = []
+    for record in text.replace("\0", "\n").splitlines():
+        head, sep, pattern = record.partition("=")
+        module, dot, key = head.rpartition(".")
+        if sep and dot and key == "alias" and module.strip() and pattern.strip():
+            aliases.append(ModuleAlias(pattern.strip(), module.strip()))
     return aliases
 
 
