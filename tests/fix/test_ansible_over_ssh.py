@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fix.ansible_host import ansible_env, ansible_playbook, host_settings, install_python, python_tree
-from tests.fix.test_apply_over_ssh import NODE03, judge, tree
+from tests.fix.test_apply_over_ssh import NODE03, export_node03_from_cli, judge, tree
 from tests.support.fakehost import build, write
 from tests.support.scenarios import SCENARIOS
-from tests.support.sshd import Sshd, env_without_ssh_agent
+from tests.support.sshd import Sshd
 from xenpass.facts.collector import collect
 from xenpass.facts.host import HostFacts
 from xenpass.fix import plan_device
@@ -109,11 +108,7 @@ def test_the_exported_playbook_makes_the_host_compliant_and_a_second_run_changes
     finds every rule passing; run again, the play changes nothing and makes no backup."""
     root, server, interpreter = node03
     exported = tmp_path / "export"
-    done = subprocess.run([sys.executable, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider",
-                           "--hosts=ssh://node03", f"--ssh-config={server.ssh_config}", "--device=01:00.0",
-                           "--domu=/etc/xen/nas.cfg", f"--fix-export={exported}",
-                           f"--compliance-json={tmp_path / 'c.json'}", f"--html={tmp_path / 'r.html'}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env_without_ssh_agent())
+    done = export_node03_from_cli(server, exported, tmp_path)
     assert done.returncode == 1 and "fix export: 1 fix.sh written" in done.stdout, done.stdout[-2000:]
     assert "1 Ansible fix.yml" in done.stdout
     playbook = exported / "node03" / "0000_01_00.0" / "fix.yml"

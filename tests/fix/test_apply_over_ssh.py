@@ -165,16 +165,21 @@ def test_fix_on_a_snapshot_plans_but_cannot_apply(tmp_path):
     assert "snapshot target: the plan is shown, nothing can be applied" in done.stderr
 
 
+def export_node03_from_cli(server: Sshd, exported: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`pytest checks/ --fix-export` against node03 over the real sshd, as a change review would run it."""
+    return subprocess.run([sys.executable, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider",
+                           "--hosts=ssh://node03", f"--ssh-config={server.ssh_config}", "--device=01:00.0",
+                           "--domu=/etc/xen/nas.cfg", f"--fix-export={exported}",
+                           f"--compliance-json={tmp_path / 'c.json'}", f"--html={tmp_path / 'r.html'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env_without_ssh_agent())
+
+
 def test_an_exported_fix_sh_makes_the_host_compliant_and_a_second_run_changes_nothing(node03, tmp_path):
     """--fix-export: the plan as a POSIX script a change review can approve; run by hand over ssh, it does what
     --fix does, and run again it finds everything applied and changes nothing."""
     root, _, server = node03
     exported = tmp_path / "export"
-    done = subprocess.run([sys.executable, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider",
-                           "--hosts=ssh://node03", f"--ssh-config={server.ssh_config}", "--device=01:00.0",
-                           "--domu=/etc/xen/nas.cfg", f"--fix-export={exported}",
-                           f"--compliance-json={tmp_path / 'c.json'}", f"--html={tmp_path / 'r.html'}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env_without_ssh_agent())
+    done = export_node03_from_cli(server, exported, tmp_path)
     assert done.returncode == 1 and "fix export: 1 fix.sh written" in done.stdout, done.stdout[-2000:]
     script = exported / "node03" / "0000_01_00.0" / "fix.sh"
     assert json.loads((script.parent / "plan.json").read_text())["steps"]
