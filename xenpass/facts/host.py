@@ -287,8 +287,9 @@ class HostFacts:
         """The modprobe configuration files in force, in the order modprobe reads them."""
         if self.modprobe_impl == "busybox":
             return [self.config_file(p) for p in self.busybox_config_paths]
-        return self.kmod_config_files()
+        return self.kmod_config_files
 
+    @cached_property
     def kmod_config_files(self) -> list[ConfigFile]:
         """The files kmod reads, in its order: every name once, from the first directory that has it.
 
@@ -310,12 +311,12 @@ class HostFacts:
         """Each modprobe.d file the host has that kmod does not read, and the kmod behaviour that skips it."""
         version = f"kmod {self.kmod_version}" if self.kmod_version else "kmod"
         dirs = kmod_config_dirs(self.kmod_version)
-        read = {f.path for f in self.kmod_config_files()}
+        read = {PurePosixPath(f.path).name: f.path for f in self.kmod_config_files}
         masks = set(self.raw.flag_values("chardev"))
         found = []
         for path in sorted({p for d in KMOD_CONFIG_DIRS for p in self.files_in(d)} | masks):
             directory, _, name = path.rpartition("/")
-            if path in read:
+            if path == read.get(name):
                 if path in masks:
                     found.append(f"{path} is a symlink to /dev/null: {version} reads it as empty, and it masks "
                                  f"{name} in every later directory")
@@ -329,8 +330,7 @@ class HostFacts:
                 kinds = "*.conf and *.alias" if (self.kmod_version or 0) < 33 else "*.conf"
                 found.append(f"{path}: {version} reads only {kinds} files not starting with a dot")
             elif path not in masks:
-                winner = next(f.path for f in self.kmod_config_files() if f.path.rpartition("/")[2] == name)
-                found.append(f"{path}: masked by {winner} ({version} reads each file name once, from the first "
+                found.append(f"{path}: masked by {read[name]} ({version} reads each file name once, from the first "
                              "of /etc, /run, /usr/local/lib, /lib modprobe.d that has it)")
         return found
 

@@ -89,7 +89,7 @@ def kmod_verdict(facts: HostFacts, modalias: str, natives: tuple[str, ...], evid
     trace = model.coldplug(modalias)
     version = f"kmod {facts.kmod_version}" if facts.kmod_version else "kmod"
     skipped = facts.kmod_skipped_files()
-    read = "\n".join(f.path for f in facts.kmod_config_files()) or "(none)"
+    read = "\n".join(f.path for f in facts.kmod_config_files) or "(none)"
     evidence = [*evidence, Evidence(f"modprobe.d files {version} reads, in its order", read)]
     if skipped:
         evidence = [*evidence, Evidence(f"modprobe.d files {version} does not read as they are", "\n".join(skipped))]
