@@ -118,7 +118,7 @@ for f in $files; do
   case $f in
     */modprobe.d/*|/etc/modprobe.conf)
       [ -r "$f" ] || continue
-      while read -r word name _; do
+      while read -r word name _ || [ -n "$word" ]; do  # a last line without its newline counts
         case $word in blacklist|install|softdep|alias) ;; *) continue ;; esac
         case $name in ''|*[!A-Za-z0-9_-]*) ;; *) blacklisted="$blacklisted|$name" ;; esac
       done < "$f" ;;
