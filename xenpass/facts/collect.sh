@@ -241,10 +241,13 @@ EOF_DOMAINS
 fi
 
 # The initramfs of the running kernel. Its sha256 first: an image this host already showed us (same
-# hash) is not read again. Otherwise the host's own tool unpacks it into a private temporary directory and
-# only what the rules read crosses the wire: the modprobe/module-list files and the module names. With no
-# such tool, or when the tool fails, the image is sent whole for the local reader (which models the kernel).
-image_files() {  # $1: unpacked root
+# hash) is not read again. Otherwise the host reads it where it lies, segment by segment as the kernel walks
+# it: uncompressed newc archives (microcode), each ended by its trailer and zero padding, then one compressed
+# archive. The host's cpio lists each segment and extracts only the files the rules read, so only those and
+# the module names cross the wire, and nothing is unpacked whole (a stock image holds 150 MB of modules and
+# firmware; dom0 may have 1 GB). With no cpio or decompressor, or a layout this walk cannot vouch for, the
+# image is sent whole for the local reader, which models the kernel.
+image_files() {  # $1: extracted root
   find "$1" -type f \( -path "$1/etc/modprobe.conf" -o -path "$1/conf/modules" -o -path "$1/etc/modules" \
     -o -path "$1/etc/modprobe.d/*" -o -path "$1/run/modprobe.d/*" -o -path "$1/lib/modprobe.d/*" \
     -o -path "$1/usr/lib/modprobe.d/*" -o -path "$1/usr/local/lib/modprobe.d/*" \) 2>/dev/null
@@ -257,51 +260,97 @@ for p in etc/modprobe.conf conf/modules etc/modules 'etc/modprobe.d/*' 'run/modp
   IMAGE_PATTERNS="$IMAGE_PATTERNS $p ./$p"
 done
 
-decompressors() {  # $1: image; the commands that may decompress it, by its magic, one per line
-  case $(od -An -tx1 -N4 "$1" 2>/dev/null | tr -d ' ') in
-    1f8b*) printf '%s\n' "gzip -dc" zcat ;;
-    28b52ffd) printf '%s\n' "zstd -dcq" zstdcat ;;
-    fd377a58) printf '%s\n' "xz -dc" xzcat ;;
-    02214c18) printf '%s\n' "lz4 -dc" lz4cat ;;
-    425a68*) printf '%s\n' "bzip2 -dc" bzcat ;;
-    5d0000*) printf '%s\n' lzcat "unlzma -c" ;;
+magic_at() {  # $1: image, $2: offset; sets m to the four bytes there, in hex
+  m=$(od -An -tx1 -j "$2" -N4 "$1" 2>/dev/null)
+  set -- $m
+  m="$1$2$3$4"
+}
+
+decompressors() {  # $m: a segment's magic; sets decs to the commands that may decompress it, comma-separated
+  case $m in
+    1f8b*) decs="gzip -dc,zcat" ;;
+    28b52ffd) decs="zstd -dcq,zstdcat" ;;
+    fd377a58) decs="xz -dc,xzcat" ;;
+    02214c18) decs="lz4 -dc,lz4cat" ;;
+    425a68*) decs="bzip2 -dc,bzcat" ;;
+    5d0000*) decs="unlzma -c,lzcat" ;;
+    894c5a4f) decs="lzop -dc" ;;
+    *) return 1 ;;
   esac
 }
 
-# `$dec < $1 | cpio ARGS` in directory $2; fails when either side did (the marker carries the left side's).
-through_cpio() {
-  img=$1; dir=$2; shift 2
-  rm -f "$dir.failed"
-  (cd "$dir" && { $dec < "$img" 2>/dev/null || : > "$dir.failed"; } | cpio "$@" 2>/dev/null) && [ ! -e "$dir.failed" ]
+# The image's segments as the kernel finds them, one "KIND OFFSET [DECOMPRESSORS]" line each: `early` for
+# an uncompressed archive, `main` for the compressed one. Each early archive ends at its trailer member
+# (found by one grep for its header tail and name); the kernel then skips zero bytes, and the next segment
+# must start 4-aligned. Every such trailer in the file must end an early archive: one anywhere else (in a
+# stored block of the compressed stream, or in a member's data) means the walk cannot vouch for the layout.
+image_segments() {  # $1: image, $2: its size
+  magic_at "$1" 0
+  case $m in
+    30373037) ;;  # "0707": newc first
+    *) decompressors || return 1; echo "main 0 $decs"; return 0 ;;
+  esac
+  trailers=$(grep -a -o -b -E '0000000[Bb]00000000TRAILER!!!' "$1" 2>/dev/null) || return 1
+  s=0; n=0; main=
+  for t in $trailers; do
+    [ -z "$main" ] || return 1  # a trailer after the compressed segment started
+    t=$((${t%%:*} + 16 + 11))   # past "TRAILER!!!" and its NUL
+    [ "$t" -gt "$s" ] || return 1
+    n=$((n + 1)); echo "early $s"
+    z=$(od -An -v -tx1 -w1 -j "$t" -N 65536 "$1" 2>/dev/null | grep -n -m1 -v '^ 00$')
+    if [ -z "$z" ]; then  # zeros to the end of the file, or more than 64 KiB of them
+      [ $((t + 65536)) -ge "$2" ] || return 1
+      s=$2; continue
+    fi
+    s=$((t + ${z%%:*} - 1))
+    [ $((s % 4)) -eq 0 ] || return 1  # the kernel: "broken padding"
+    magic_at "$1" "$s"
+    case $m in 30373037) continue ;; esac
+    decompressors || return 1
+    main="main $s $decs"
+  done
+  [ "$n" -gt 0 ] && { [ "$s" -ge "$2" ] || [ -n "$main" ]; } || return 1
+  [ -z "$main" ] || echo "$main"
 }
 
-# Unpack $1 into $2 with the host's own tool; prints the tool's name, fails when there is none or it failed.
-host_unpack() {
-  if command -v unmkinitramfs >/dev/null 2>&1; then
-    unmkinitramfs "$1" "$2" >/dev/null 2>&1 && echo unmkinitramfs
-  elif command -v lsinitrd >/dev/null 2>&1; then
-    mkdir -p "$2" && (cd "$2" && lsinitrd --unpack "$1") >/dev/null 2>&1 && echo lsinitrd
-  elif [ -e /sbin/mkinitfs ] && command -v cpio >/dev/null 2>&1; then
-    # Alpine: mkinitfs writes one compressed cpio stream. List it first and refuse names that climb out
-    # (busybox cpio strips a leading / but follows ../), then extract only the wanted files: a symlink
-    # member is never a parent of what is written, since only the files themselves are matched.
-    mkdir -p "$2" || return 1
-    found=
-    while IFS= read -r dec; do
-      [ -n "$dec" ] && through_cpio "$1" "$2" -t > "$2.list" && found=1 && break
-    done <<EOF_DEC
-$(decompressors "$1")
-EOF_DEC
-    [ -n "$found" ] || return 1
-    names=$(cat "$2.list")
-    case "$NL$names$NL" in *"$NL../"*|*"/../"*|*"/..$NL"*|*"$NL..$NL"*) return 1 ;; esac
-    set -f
-    through_cpio "$1" "$2" -id $IMAGE_PATTERNS || { set +f; return 1; }
-    set +f
-    echo "$dec | cpio"
-  else
-    return 1
+# The bytes of one segment on stdout: from its offset, through its decompressor.
+segment_bytes() {  # $1: image, $2: offset, $3: decompressor (empty: none)
+  if [ "$2" -eq 0 ]; then $3 < "$1"
+  elif [ -z "$3" ]; then tail -c +$(($2 + 1)) "$1" 2>/dev/null || :  # cpio stops at the trailer: SIGPIPE
+  else tail -c +$(($2 + 1)) "$1" | $3
   fi
+}
+
+# `segment_bytes | cpio ARGS` in directory $4; fails when either side did (a compressed stream that does not
+# end at its archive's trailer fails too: the kernel would go on unpacking what follows).
+through_cpio() {  # $1: image, $2: offset, $3: decompressor, $4: directory; the rest: cpio's arguments
+  img=$1; off=$2; d=$3; dir=$4; shift 4
+  rm -f "$dir.failed"
+  if [ -z "$d" ] && [ "$off" -eq 0 ]; then (cd "$dir" && cpio "$@" < "$img" 2>/dev/null); return; fi
+  (cd "$dir" && { segment_bytes "$img" "$off" "$d" 2>/dev/null || : > "$dir.failed"; } | cpio "$@" 2>/dev/null) \
+    && [ ! -e "$dir.failed" ]
+}
+
+# List one segment into $4.list, refuse names that could leave the directory (busybox cpio strips a leading
+# / but follows ../; GNU cpio writes absolute names as they are), then extract only the wanted files: a
+# symlink member is never a parent of what is written, since only the files themselves are matched.
+read_segment() {  # $1: image, $2: offset, $3: decompressors (comma-separated; empty: none), $4: directory
+  mkdir -p "$4" || return 1
+  # The first decompressor this host can run: `command -v` is no proof (busybox's shell names applets
+  # it was built without).
+  dec=; IFS=,; set -f
+  for d in ${3:-,}; do
+    unset IFS
+    through_cpio "$1" "$2" "$d" "$4" -t > "$4.list" && dec=${d:-none} && break
+  done
+  unset IFS; set +f
+  [ -n "$dec" ] || return 1
+  [ "$dec" != none ] || dec=
+  names=$(cat "$4.list")
+  case "$NL$names$NL" in *"$NL/"*|*"$NL../"*|*"/../"*|*"/..$NL"*|*"$NL..$NL"*) return 1 ;; esac
+  set -f
+  through_cpio "$1" "$2" "$dec" "$4" -idu $IMAGE_PATTERNS || { set +f; return 1; }
+  set +f
 }
 
 # Linux 6.1's xz decoder takes only the none and crc32 checks; the host's xz reads any. An image holding an
@@ -313,33 +362,29 @@ kernel_refuses_xz() {  # $1: image
 }
 
 host_read_image() {  # $1: image, $2: its sha256
-  kernel_refuses_xz "$1" && return 1
+  command -v cpio >/dev/null 2>&1 || return 1
+  size_of "$1"; [ -n "$z" ] || return 1
+  segments=$(image_segments "$1" "$z") || return 1
+  case $segments in *" xz -dc"*) kernel_refuses_xz "$1" && return 1 ;; esac
   tmp=$(mktemp -d 2>/dev/null) || return 1
-  if ! tool=$(host_unpack "$1" "$tmp/root"); then rm -rf "$tmp"; return 1; fi
-  roots="$tmp/root"
-  # unmkinitramfs puts an image of several archives in early/, early2/, ... and main/: the kernel lays
-  # them over each other in that order.
-  if [ -d "$tmp/root/main" ] && [ -d "$tmp/root/early" ]; then
-    roots=
-    for r in "$tmp"/root/early "$tmp"/root/early[0-9]* "$tmp/root/main"; do [ -d "$r" ] && roots="$roots $r"; done
-    # unmkinitramfs ends an uncompressed segment at zero padding, not at TRAILER!!!, and its cpio stops at
-    # the first trailer: two early archives with no padding between them lose the second one, which the
-    # kernel unpacks. One literal trailer per early directory, or the image goes to the local reader.
-    early=0
-    for r in $roots; do case ${r##*/} in early*) early=$((early + 1)) ;; esac; done
-    [ "$(grep -a -o 'TRAILER!!!' "$1" 2>/dev/null | wc -l)" -eq "$early" ] || { rm -rf "$tmp"; return 1; }
-  fi
+  roots= early=0 tools=
+  while read -r kind off d; do
+    case $kind in
+      early) early=$((early + 1)); r=early; [ "$early" -eq 1 ] || r=early$early ;;
+      *) r=main; [ "$early" -gt 0 ] || r=root ;;
+    esac
+    read_segment "$1" "$off" "$d" "$tmp/$r" || { rm -rf "$tmp"; return 1; }
+    [ "$kind" = early ] || tools="$dec | "
+    roots="$roots $tmp/$r"
+  done <<EOF_SEGMENTS
+$segments
+EOF_SEGMENTS
   begin image-host "$1"
-  printf 'sha256 %s\ntool %s\n' "$2" "$tool"
-  if [ -f "$tmp/root.list" ]; then  # extracted selectively: the names come from the listing
-    printf 'segment root %s\n' "$(($(wc -l < "$tmp/root.list") + 1))"
-    while IFS= read -r m; do case ${m##*/} in *.ko*) printf 'module %s\n' "${m##*/}" ;; esac; done < "$tmp/root.list"
-  else
-    for r in $roots; do
-      printf 'segment %s %s\n' "${r##*/}" "$(find "$r" | wc -l)"
-      find "$r" -type f -name '*.ko*' | while IFS= read -r m; do printf 'module %s\n' "${m##*/}"; done
-    done
-  fi
+  printf 'sha256 %s\ntool %s\n' "$2" "${tools}cpio"
+  for r in $roots; do
+    printf 'segment %s %s\n' "${r##*/}" "$(($(wc -l < "$r.list") + 1))"
+    while IFS= read -r f; do case ${f##*/} in *.ko*) printf 'module %s\n' "${f##*/}" ;; esac; done < "$r.list"
+  done
   end 0
   for r in $roots; do
     image_files "$r" | while IFS= read -r f; do
