@@ -64,6 +64,78 @@ cmd_section() {
 # Physical path of a sysfs link, with the cd builtin instead of readlink(1).
 resolve() { r=; if cd -P "$1" 2>/dev/null; then r=$PWD; cd /; fi; }
 
+# Commands that depend on nothing the shell reads run concurrently, each into its own file of a private
+# directory, printed at the end: on a slow host (dom0 under QEMU/TCG: 0.15-0.7 s per process) the tools then
+# overlap each other and the shell's own reading. Without a temporary directory, each runs in turn.
+jobs=$(mktemp -d 2>/dev/null) || jobs=
+spawn() {  # $1: a job function
+  if [ -n "$jobs" ]; then "$1" > "$jobs/$1" & else "$1"; fi
+}
+
+# busybox modprobe (Alpine) reads /etc/modprobe.d in directory order (readdir, not the shell's sorted glob):
+# list the directory as it comes. Which modprobe, its version, lspci, pciback's kernel messages.
+job_tools() {
+  if [ -d /etc/modprobe.d ]; then
+    begin cmd "readdir /etc/modprobe.d"; find /etc/modprobe.d -mindepth 1 -maxdepth 1 2>&1; end $?
+  fi
+  for m in /sbin/modprobe /usr/sbin/modprobe /bin/modprobe /usr/bin/modprobe; do
+    [ -e "$m" ] || continue
+    target=$(readlink -f "$m"); rc=$?
+    begin cmd "readlink modprobe"; printf '%s\n' "$target"; end $rc
+    # kmod's behaviour differs by version (docs/tool-facts.md): `kmod version 30`
+    case $target in */kmod) cmd_section "modprobe --version" "$m" --version ;; esac
+    break
+  done
+  cmd_section "lspci -k" lspci -k
+  if command -v dmesg >/dev/null 2>&1; then
+    begin cmd dmesg; dmesg 2>&1 | grep -iE 'pciback|pci_devs_to_hide|pci-stub'; end 0
+  fi
+}
+
+job_xl() {
+  if command -v xl >/dev/null 2>&1; then
+    cmd_section "xl info" xl info
+    cmd_section "xl pci-assignable-list" xl pci-assignable-list
+    domains=$(xl list 2>&1); rc=$?
+    begin cmd "xl list"; printf '%s' "$domains"; end $rc
+    # Devices attached to running domUs leave pci-assignable-list: ask each domain.
+    while read -r name id _; do
+      case $id in ''|*[!0-9]*) continue ;; 0) continue ;; esac
+      cmd_section "xl pci-list $name" xl pci-list "$name"
+    done <<EOF_DOMAINS
+$domains
+EOF_DOMAINS
+  fi
+}
+
+# Module aliases that can claim these devices, or that blacklist lines name (after the shell has read them).
+job_aliases() {
+  alias_file=/lib/modules/$release/modules.alias
+  if [ -r "$alias_file" ]; then
+    begin cmd modules.alias
+    grep -E "^alias (${aliases}|(x${blacklisted}) )" "$alias_file"
+    end 0
+  fi
+
+  # Aliases of built-in drivers (Linux 5.2+): kbuild's modules.builtin.modinfo, NUL-separated
+  # `module.key=value` records; only the PCI aliases that can match these devices, as for modules.alias.
+  modinfo_file=/lib/modules/$release/modules.builtin.modinfo
+  if [ -r "$modinfo_file" ]; then
+    begin cmd modules.builtin.modinfo
+    tr '\000' '\n' < "$modinfo_file" | grep -E "^[A-Za-z0-9_-]+\.alias=(${aliases})"
+    end 0
+  fi
+
+  # The modules.dep lines of those alias targets ('-' and '_' alike: both become "." in the pattern).
+  dep_file=/lib/modules/$release/modules.dep
+  if [ -n "$alias_targets" ] && [ -r "$dep_file" ]; then
+    pattern=$(printf '%s' "${alias_targets#|}" | tr '_-' '..')
+    begin cmd modules.dep
+    grep -E "^([^: ]*/)?(${pattern})\.ko[^: ]*:" "$dep_file"
+    end 0
+  fi
+}
+
 read -r release < /proc/sys/kernel/osrelease
 fact release "$release"
 if [ -r /proc/1/comm ]; then read -r init < /proc/1/comm; fact init "$init"; fi
@@ -107,6 +179,8 @@ st=$(stat -c '%Y %s %a %u %g %n' $files $boot 2>/dev/null)
 set +f
 unset IFS
 begin cmd stat; printf '%s' "$st"; end 0
+spawn job_tools
+spawn job_xl
 
 blacklisted=
 IFS='
@@ -127,13 +201,8 @@ done
 set +f
 unset IFS
 
-# busybox modprobe (Alpine) reads /etc/modprobe.d in directory order (readdir, not the shell's sorted glob),
-# and reads modules.alias only when a config `alias` target is not in modules.dep: list the directory as it
-# comes, and gather the targets of alias lines (read without -r joins a line ending in a backslash, as
-# busybox's parser does) for the modules.dep lookup below.
-if [ -d /etc/modprobe.d ]; then
-  begin cmd "readdir /etc/modprobe.d"; find /etc/modprobe.d -mindepth 1 -maxdepth 1 2>&1; end $?
-fi
+# busybox reads modules.alias only when a config `alias` target is not in modules.dep: gather the targets of
+# alias lines (read without -r joins a line ending in a backslash, as busybox's parser does) for that lookup.
 alias_targets=
 for f in /etc/modprobe.conf /etc/modprobe.d/*; do
   [ -f "$f" ] && [ -r "$f" ] || continue
@@ -164,6 +233,8 @@ for d in /sys/bus/pci/devices/*; do
   # modules.alias spells ids in upper case, as the modalias does: match on its prefixes.
   [ -n "$modalias" ] && aliases="$aliases|${modalias%%sv*}|${modalias%%d*}d\\*"
 done
+spawn job_aliases
+
 # Block devices: the PCI device each disk hangs off, its partitions, and the disks under device-mapper
 # and md devices, so a mount or swap can be traced to the controller it needs (never hide that one).
 for d in /sys/block/*; do
@@ -187,58 +258,6 @@ if [ -d /etc/runlevels ]; then
   for s in /etc/runlevels/*/*; do [ -e "$s" ] && fact runlevel "${s#/etc/runlevels/}"; done
 fi
 for s in /etc/systemd/system/*.wants/*; do [ -e "$s" ] && fact systemd_wants "${s#/etc/systemd/system/}"; done
-
-# Module aliases that can claim these devices, or that blacklist lines name.
-alias_file=/lib/modules/$release/modules.alias
-if [ -r "$alias_file" ]; then
-  begin cmd modules.alias
-  grep -E "^alias (${aliases}|(x${blacklisted}) )" "$alias_file"
-  end 0
-fi
-
-# Aliases of built-in drivers (Linux 5.2+): kbuild's modules.builtin.modinfo, NUL-separated
-# `module.key=value` records; only the PCI aliases that can match these devices, as for modules.alias.
-modinfo_file=/lib/modules/$release/modules.builtin.modinfo
-if [ -r "$modinfo_file" ]; then
-  begin cmd modules.builtin.modinfo
-  tr '\000' '\n' < "$modinfo_file" | grep -E "^[A-Za-z0-9_-]+\.alias=(${aliases})"
-  end 0
-fi
-
-# The modules.dep lines of those alias targets ('-' and '_' alike: both become "." in the pattern).
-dep_file=/lib/modules/$release/modules.dep
-if [ -n "$alias_targets" ] && [ -r "$dep_file" ]; then
-  pattern=$(printf '%s' "${alias_targets#|}" | tr '_-' '..')
-  begin cmd modules.dep
-  grep -E "^([^: ]*/)?(${pattern})\.ko[^: ]*:" "$dep_file"
-  end 0
-fi
-
-for m in /sbin/modprobe /usr/sbin/modprobe /bin/modprobe /usr/bin/modprobe; do
-  [ -e "$m" ] || continue
-  target=$(readlink -f "$m"); rc=$?
-  begin cmd "readlink modprobe"; printf '%s\n' "$target"; end $rc
-  # kmod's behaviour differs by version (docs/tool-facts.md): `kmod version 30`
-  case $target in */kmod) cmd_section "modprobe --version" "$m" --version ;; esac
-  break
-done
-cmd_section "lspci -k" lspci -k
-if command -v dmesg >/dev/null 2>&1; then
-  begin cmd dmesg; dmesg 2>&1 | grep -iE 'pciback|pci_devs_to_hide|pci-stub'; end 0
-fi
-if command -v xl >/dev/null 2>&1; then
-  cmd_section "xl info" xl info
-  cmd_section "xl pci-assignable-list" xl pci-assignable-list
-  domains=$(xl list 2>&1); rc=$?
-  begin cmd "xl list"; printf '%s' "$domains"; end $rc
-  # Devices attached to running domUs leave pci-assignable-list: ask each domain.
-  while read -r name id _; do
-    case $id in ''|*[!0-9]*) continue ;; 0) continue ;; esac
-    cmd_section "xl pci-list $name" xl pci-list "$name"
-  done <<EOF_DOMAINS
-$domains
-EOF_DOMAINS
-fi
 
 # The initramfs of the running kernel. Its sha256 first: an image this host already showed us (same
 # hash) is not read again. Otherwise the host reads it where it lies, segment by segment as the kernel walks
@@ -410,6 +429,11 @@ for img in "/boot/initrd.img-$release" "/boot/initramfs-$release.img" "/boot/ini
     begin hex "$img"; od -An -v -tx1 < "$img"; end $?
   fi
 done
+if [ -n "$jobs" ]; then
+  wait
+  cat "$jobs/job_tools" "$jobs/job_xl" "$jobs/job_aliases"
+  rm -rf "$jobs"
+fi
 # Who could not read what: the report tells the user to run with --sudo.
 [ -z "$unreadable" ] || fact user "$(id -un 2>/dev/null || echo "uid $(id -u)")"
 exit 0
