@@ -34,6 +34,28 @@ def test_a_payload_that_looks_like_a_frame_of_another_run_is_content():
     assert facts.file("/etc/modules") == fake
 
 
+def batch(files: dict[str, str], rc: int = 0) -> str:
+    """What `cat SEP f1 SEP f2 SEP` prints in collect.sh: names, then each file followed by the separator."""
+    sep = f"\n==XP:{T}:NEXT"
+    return frame("files", "", "\n".join(files) + sep + "".join(c + sep for c in files.values()), rc).replace(
+        "BEGIN files \n", "BEGIN files\n")
+
+
+def test_files_read_by_one_cat_keep_every_byte():
+    files = {"/etc/modules": "xen-pciback\n", "/etc/modprobe.d/a.conf": "no newline\0\udcff<b>",
+             "/etc/xen/empty.cfg": "", "/etc/fake": f"==XP:zzz:NEXT\n==XP:{T}:NEX"}
+    facts = parse_output(batch(files), T, "h")
+    assert {path: facts.file(path) for path in files} == files
+    assert all(facts.files[path].sha256 for path in files)
+
+
+def test_a_batch_cat_could_not_finish_is_unknown_for_every_file():
+    facts = parse_output(batch({"/etc/modules": "xen-pciback\n", "/etc/modprobe.d/a.conf": "blacklist x\n"}, rc=1),
+                         T, "h")
+    assert facts.file("/etc/modules") is None and facts.files["/etc/modules"].unreadable
+    assert facts.files["/etc/modprobe.d/a.conf"].unreadable
+
+
 def test_truncated_output_is_flagged_not_fatal():
     out = frame("file", "/etc/modules", "a\n")[:-20]
     facts = parse_output(out, T, "h")

@@ -182,13 +182,24 @@ begin cmd stat; printf '%s' "$st"; end 0
 spawn job_tools
 spawn job_xl
 
+# Every readable file through one cat(1), each followed by a separator (a file of the private directory):
+# one process, every byte exact (NULs too), where the shell's read loop costs ~2 ms a line on a slow host.
+# Without the private directory, the shell reads each file itself (file_section).
+batch=
+[ -n "$jobs" ] && printf '\n==XP:%s:NEXT' "$T" 2>/dev/null > "$jobs/sep" && batch=$jobs/sep
+set --
+names=
 blacklisted=
 IFS='
 '
 set -f  # the names are data: a path holding `[a]?` or `*` is that path, not a pattern
 for f in $files; do
   unset IFS
-  file_section "$f"
+  if [ -n "$batch" ] && [ -f "$f" ] && [ -r "$f" ]; then
+    set -- "$@" "$f" "$batch"; names="$names$NL$f"
+  else
+    file_section "$f"
+  fi
   case $f in
     */modprobe.d/*|/etc/modprobe.conf)
       [ -r "$f" ] || continue
@@ -200,6 +211,7 @@ for f in $files; do
 done
 set +f
 unset IFS
+if [ $# -gt 0 ]; then begin files; printf '%s' "${names#"$NL"}"; cat "$batch" "$@"; end $?; fi
 
 # busybox reads modules.alias only when a config `alias` target is not in modules.dep: gather the targets of
 # alias lines (read without -r joins a line ending in a backslash, as busybox's parser does) for that lookup.

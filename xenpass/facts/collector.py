@@ -96,7 +96,10 @@ def parse_output(out: str, token: str, host: str) -> RawFacts:
                 return facts
             rc_end = out.find("\n", end + 1)
             rc_text = out[end + 1 + len(mark) + 4 : rc_end if rc_end >= 0 else len(out)]
-            add_section(facts, rest, out[eol + 1 : end], parse_int(rc_text))
+            if rest == "files":
+                add_files(facts, out[eol + 1 : end].split(f"\n{mark}NEXT"), parse_int(rc_text))
+            else:
+                add_section(facts, rest, out[eol + 1 : end], parse_int(rc_text))
             pos = out.find(mark, end + 1 + len(mark))
             continue
         if kind == "FACT":
@@ -123,6 +126,21 @@ def add_section(facts: RawFacts, header: str, payload: str, rc: int | None) -> N
         facts.initramfs[name] = read_on_host(payload, rc)
     elif kind == "image-file":
         add_image_file(facts, name, payload, rc)
+
+
+def add_files(facts: RawFacts, chunks: list[str], rc: int | None) -> None:
+    """Files read by one cat(1): their names, then each file's exact bytes, then nothing. When cat failed
+    (a read error), no file of the batch can be trusted to be whole: all of them are unknown."""
+    names = chunks[0].split("\n") if chunks[0] else []
+    contents = chunks[1:]
+    whole = rc == 0 and len(contents) == len(names) + 1 and contents[-1] == ""
+    for index, name in enumerate(names):
+        fact = facts.files.setdefault(name, FileFact(path=name))
+        if whole:
+            fact.content = contents[index]
+            fact.sha256 = hashlib.sha256(as_bytes(fact.content)).hexdigest()
+        else:
+            fact.content, fact.sha256, fact.unreadable = None, None, True
 
 
 def replace_with_exact(facts: RawFacts, path: str, kind: str, payload: str) -> None:
