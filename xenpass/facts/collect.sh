@@ -108,8 +108,47 @@ EOF_DOMAINS
   fi
 }
 
-# Module aliases that can claim these devices, or that blacklist lines name (after the shell has read them).
+# The names modprobe.d lines and /etc/modules give, looked up in modules.alias below: a blacklist, install,
+# softdep or alias of an alias name (mpt2sas) only means something through it.
+module_names() {
+  blacklisted=
+  IFS='
+'
+  set -f
+  for f in $files; do
+    unset IFS
+    case $f in */modprobe.d/*|/etc/modprobe.conf) [ -r "$f" ] || continue ;; *) continue ;; esac
+    while read -r word name _ || [ -n "$word" ]; do  # a last line without its newline counts
+      case $word in blacklist|install|softdep|alias) ;; *) continue ;; esac
+      case $name in ''|*[!A-Za-z0-9_-]*) ;; *) blacklisted="$blacklisted|$name" ;; esac
+    done < "$f"
+  done
+  set +f
+  unset IFS
+  # busybox reads modules.alias only when a config `alias` target is not in modules.dep: gather the targets of
+  # alias lines (read without -r joins a line ending in a backslash, as busybox's parser does) for that lookup.
+  alias_targets=
+  for f in /etc/modprobe.conf /etc/modprobe.d/*; do
+    [ -f "$f" ] && [ -r "$f" ] || continue
+    while read word _ target _ || [ -n "$word" ]; do  # a last line without its newline counts
+      [ "$word" = alias ] || continue
+      target=${target%%#*}; target=${target%%.*}
+      case $target in ''|*[!A-Za-z0-9_-]*) ;; *) alias_targets="$alias_targets|$target" ;; esac
+    done < "$f"
+  done
+
+  # Names /etc/modules loads by name: an alias among them (mpt2sas) is resolved through modules.alias.
+  if [ -r /etc/modules ]; then
+    while read -r name _ || [ -n "$name" ]; do
+      name=${name%%#*}; name=${name%%.*}
+      case $name in ''|*[!A-Za-z0-9_-]*) ;; *) blacklisted="$blacklisted|$name" ;; esac
+    done < /etc/modules
+  fi
+}
+
+# Module aliases that can claim these devices, or that the names above name.
 job_aliases() {
+  module_names
   alias_file=/lib/modules/$release/modules.alias
   if [ -r "$alias_file" ]; then
     begin cmd modules.alias
@@ -182,57 +221,6 @@ begin cmd stat; printf '%s' "$st"; end 0
 spawn job_tools
 spawn job_xl
 
-# Every readable file through one cat(1), each followed by a separator (a file of the private directory):
-# one process, every byte exact (NULs too), where the shell's read loop costs ~2 ms a line on a slow host.
-# Without the private directory, the shell reads each file itself (file_section).
-batch=
-[ -n "$jobs" ] && printf '\n==XP:%s:NEXT' "$T" 2>/dev/null > "$jobs/sep" && batch=$jobs/sep
-set --
-names=
-blacklisted=
-IFS='
-'
-set -f  # the names are data: a path holding `[a]?` or `*` is that path, not a pattern
-for f in $files; do
-  unset IFS
-  if [ -n "$batch" ] && [ -f "$f" ] && [ -r "$f" ]; then
-    set -- "$@" "$f" "$batch"; names="$names$NL$f"
-  else
-    file_section "$f"
-  fi
-  case $f in
-    */modprobe.d/*|/etc/modprobe.conf)
-      [ -r "$f" ] || continue
-      while read -r word name _ || [ -n "$word" ]; do  # a last line without its newline counts
-        case $word in blacklist|install|softdep|alias) ;; *) continue ;; esac
-        case $name in ''|*[!A-Za-z0-9_-]*) ;; *) blacklisted="$blacklisted|$name" ;; esac
-      done < "$f" ;;
-  esac
-done
-set +f
-unset IFS
-if [ $# -gt 0 ]; then begin files; printf '%s' "${names#"$NL"}"; cat "$batch" "$@"; end $?; fi
-
-# busybox reads modules.alias only when a config `alias` target is not in modules.dep: gather the targets of
-# alias lines (read without -r joins a line ending in a backslash, as busybox's parser does) for that lookup.
-alias_targets=
-for f in /etc/modprobe.conf /etc/modprobe.d/*; do
-  [ -f "$f" ] && [ -r "$f" ] || continue
-  while read word _ target _ || [ -n "$word" ]; do  # a last line without its newline counts
-    [ "$word" = alias ] || continue
-    target=${target%%#*}; target=${target%%.*}
-    case $target in ''|*[!A-Za-z0-9_-]*) ;; *) alias_targets="$alias_targets|$target" ;; esac
-  done < "$f"
-done
-
-# Names /etc/modules loads by name: an alias among them (mpt2sas) is resolved through modules.alias.
-if [ -r /etc/modules ]; then
-  while read -r name _ || [ -n "$name" ]; do
-    name=${name%%#*}; name=${name%%.*}
-    case $name in ''|*[!A-Za-z0-9_-]*) ;; *) blacklisted="$blacklisted|$name" ;; esac
-  done < /etc/modules
-fi
-
 # PCI devices from sysfs: ids, modalias, bound driver, physical path (for parent bridges).
 aliases="pci:v\\*"
 for d in /sys/bus/pci/devices/*; do
@@ -246,6 +234,29 @@ for d in /sys/bus/pci/devices/*; do
   [ -n "$modalias" ] && aliases="$aliases|${modalias%%sv*}|${modalias%%d*}d\\*"
 done
 spawn job_aliases
+
+# Every readable file through one cat(1), each followed by a separator (a file of the private directory):
+# one process, every byte exact (NULs too), where the shell's read loop costs ~2 ms a line on a slow host.
+# Without the private directory, the shell reads each file itself (file_section).
+batch=
+[ -n "$jobs" ] && printf '\n==XP:%s:NEXT' "$T" 2>/dev/null > "$jobs/sep" && batch=$jobs/sep
+set --
+names=
+IFS='
+'
+set -f  # the names are data: a path holding `[a]?` or `*` is that path, not a pattern
+for f in $files; do
+  unset IFS
+  if [ -n "$batch" ] && [ -f "$f" ] && [ -r "$f" ]; then
+    set -- "$@" "$f" "$batch"; names="$names$NL$f"
+  else
+    file_section "$f"
+  fi
+done
+set +f
+unset IFS
+if [ $# -gt 0 ]; then begin files; printf '%s' "${names#"$NL"}"; cat "$batch" "$@"; end $?; fi
+
 
 # Block devices: the PCI device each disk hangs off, its partitions, and the disks under device-mapper
 # and md devices, so a mount or swap can be traced to the controller it needs (never hide that one).
