@@ -211,3 +211,43 @@ def test_an_xz_image_the_kernel_refuses_is_never_read_by_the_host_tool(debian_ro
     _, image = image_content(debian_root, host_tool=True)
     assert image.content.reader is None  # the local reader, which refuses it as the kernel does
     assert "xz check type" in (image.content.error or "")
+
+
+def test_a_trailer_inside_an_early_members_data_sends_the_image_to_the_local_reader(debian_root):
+    """The walk finds early archives by their trailer headers: a member holding those bytes makes the count
+    disagree, so the host never guesses where the compressed segment starts."""
+    early = newc({"kernel/x86/microcode/x.bin": "0000000B00000000TRAILER!!!\0 looks like the end"}, with_dirs=True)
+    main = newc({"etc/modprobe.d/xen.conf": "blacklist mptsas\n"}, with_dirs=True)
+    (debian_root / IMAGE.lstrip("/")).write_bytes(early + gzip.compress(main, mtime=0))
+    _, on_host = image_content(debian_root, host_tool=True)
+    _, local = image_content(debian_root, host_tool=False)
+    assert on_host.content.reader is None
+    assert on_host.content.config_files == local.content.config_files == {"etc/modprobe.d/xen.conf": "blacklist mptsas\n"}
+
+
+def test_an_absolute_member_name_is_never_extracted_on_the_host(debian_root):
+    """GNU cpio writes an absolute name where it points: such an image goes to the local reader."""
+    archive = newc({"/etc/modprobe.d/escape.conf": "blacklist mptsas\n", "conf/modules": "xen-pciback\n"})
+    (debian_root / IMAGE.lstrip("/")).write_bytes(gzip.compress(archive, mtime=0))
+    _, image = image_content(debian_root, host_tool=True)
+    assert image.content.reader is None
+    assert not (debian_root / "etc/modprobe.d/escape.conf").exists()
+
+
+@pytest.mark.parametrize("zeros", [4, 512, 2])
+def test_padding_between_segments_is_read_as_the_kernel_reads_it(debian_root, zeros):
+    """The kernel skips zero bytes after a trailer, and the next segment must start 4-aligned ("broken
+    padding" otherwise): the host walk agrees, or leaves the image to the local reader."""
+    early = newc({"kernel/x86/microcode/x.bin": "u" * 7}, with_dirs=True)
+    main = newc({"etc/modprobe.d/xen.conf": "blacklist mptsas\n"}, with_dirs=True)
+    (debian_root / IMAGE.lstrip("/")).write_bytes(early + b"\0" * zeros + zstd_compress(main))
+    _, on_host = image_content(debian_root, host_tool=True)
+    _, local = image_content(debian_root, host_tool=False)
+    aligned = (len(early) + zeros) % 4 == 0
+    assert on_host.content.reader == ("zstd -dcq | cpio on the host" if aligned else None)
+    assert on_host.content.config_files == local.content.config_files
+    assert on_host.content.error == local.content.error
+
+
+def zstd_compress(data: bytes) -> bytes:
+    return compress("zstd", data)
