@@ -89,3 +89,16 @@ def test_script_quotes_extra_paths():
                                                        f"==XP:{T}:FACT pci a|b\n", f"==XP:{T}:BEGIN base64 /b\n"]))))
 def test_parse_output_never_raises(chunks):
     parse_output("".join(chunks), T, "h")
+
+
+def test_comment_lines_are_not_sent_and_no_here_document_loses_a_line():
+    """render_script drops lines starting with `#`: safe only while no here-document body holds one."""
+    import re
+    from importlib import resources
+
+    source = resources.files("xenpass.facts").joinpath("collect.sh").read_text()
+    for marker in re.findall(r"<<-?'?(\w+)", source):
+        body = source.split(f"<<{marker}\n", 1)[1].split(f"\n{marker}\n", 1)[0]
+        assert not [line for line in body.splitlines() if line.lstrip().startswith("#")], marker
+    script = render_script(T)
+    assert "# xenpass collector" not in script and len(script) < 0.8 * len(source)

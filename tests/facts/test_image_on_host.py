@@ -222,7 +222,8 @@ def test_a_trailer_inside_an_early_members_data_sends_the_image_to_the_local_rea
     _, on_host = image_content(debian_root, host_tool=True)
     _, local = image_content(debian_root, host_tool=False)
     assert on_host.content.reader is None
-    assert on_host.content.config_files == local.content.config_files == {"etc/modprobe.d/xen.conf": "blacklist mptsas\n"}
+    wanted = {"etc/modprobe.d/xen.conf": "blacklist mptsas\n"}
+    assert on_host.content.config_files == local.content.config_files == wanted
 
 
 def test_an_absolute_member_name_is_never_extracted_on_the_host(debian_root):

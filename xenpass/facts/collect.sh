@@ -1,6 +1,7 @@
 # xenpass collector: everything the rules need from one host, in one remote shell.
-# POSIX sh (dash, bash, busybox ash). Reading files and sysfs uses shell builtins only:
-# on a slow host every process start costs ~60 ms, so forks are counted and kept to ~10.
+# POSIX sh (dash, bash, busybox ash). On a slow host every process start costs 0.1-0.7 s (dom0 under
+# QEMU/TCG), so processes are few: one stat and one cat for every file, the tools in concurrent background
+# jobs, sysfs read with shell builtins.
 # Output: sections framed by "==XP:$T:" lines; a section's payload ends with one extra "\n".
 T=__TOKEN__
 EXTRA_FILES=__EXTRA_FILES__

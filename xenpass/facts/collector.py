@@ -38,12 +38,18 @@ class HostUnreachable(Exception):
 
 
 def render_script(token: str, extra_files: Iterable[str] = (), known_images: Iterable[str] = ()) -> str:
-    template = resources.files("xenpass.facts").joinpath("collect.sh").read_text()
+    template = without_comment_lines(resources.files("xenpass.facts").joinpath("collect.sh").read_text())
     return (
         template.replace("__TOKEN__", token)
         .replace("__EXTRA_FILES__", shlex.quote("\n".join(extra_files)))
         .replace("__KNOWN_IMAGES__", shlex.quote("\n".join(known_images)))
     )
+
+
+def without_comment_lines(script: str) -> str:
+    """The script as the host needs it: its comment lines are for readers of collect.sh, not for the wire
+    (they are a third of its bytes). collect.sh holds no here-document line that starts with `#`."""
+    return "".join(line for line in script.splitlines(keepends=True) if not line.lstrip().startswith("#"))
 
 
 def collect(

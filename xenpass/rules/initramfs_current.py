@@ -104,7 +104,7 @@ RULE = Rule(
     passes=(
         "the running kernel's initramfs is newer than every modprobe.d file about the device's modules and "
         'xen-pciback, and its embedded `etc/modprobe.d` holds the same lines (read on the host by '
-        "unmkinitramfs / lsinitrd / busybox cpio, or by xenpass's reader of newc over gzip, zstd, xz, lzma, "
+        "its cpio and decompressor, segment by segment, or by xenpass's reader of newc over gzip, zstd, xz, lzma, "
         'bzip2, lz4; early cpio in front).'
     ),
     why=(
