@@ -24,6 +24,7 @@ import testinfra.backend
 from xenpass.engine import evaluate
 from xenpass.facts.image_cache import ImageCache, default_directory
 from xenpass.facts.raw import save_snapshot
+from xenpass.fix.base import STEP_TIMEOUT_DEFAULT
 from xenpass.parse.bdf import Bdf
 from xenpass.remediate import remediate
 from xenpass.report.fixes import APPLIED, NOTHING, REFUSED, DeviceFix, device_fix, fix_note
@@ -107,7 +108,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "$XDG_CACHE_HOME/xenpass or ~/.cache/xenpass); off: read it every run")
     group.addoption("--step-timeout", type=float, default=None, metavar="SECONDS",
                     help="with --fix: end a remote step (an edit, an initramfs rebuild) after this long and "
-                         "report it as failed, with its rollback (default 900)")
+                         f"report it as failed, with its rollback (default {STEP_TIMEOUT_DEFAULT})")
     for ini, (_, kind, _, what) in INI_SETTINGS.items():
         parser.addini(ini, type=kind, help=f"{what} (the command line overrides it)")
 
@@ -120,7 +121,7 @@ INI_SETTINGS: dict[str, tuple[str, str, object, str]] = {
     "xenpass_compliance_json": ("compliance_json", "string", None, "--compliance-json: where the JSON goes"),
     "xenpass_html": ("htmlpath", "string", None, "--html: where the HTML report goes"),
     "xenpass_host_timeout": ("host_timeout", "string", 120.0, "--host-timeout: seconds"),
-    "xenpass_step_timeout": ("step_timeout", "string", 900.0, "--step-timeout: seconds"),
+    "xenpass_step_timeout": ("step_timeout", "string", float(STEP_TIMEOUT_DEFAULT), "--step-timeout: seconds"),
     "xenpass_max_hosts": ("max_hosts", "string", DEFAULT_MAX_HOSTS, "--max-hosts: hosts collected at once"),
     "xenpass_image_cache": ("image_cache", "string", None, "--image-cache: DIR or off"),
     "xenpass_waivers": ("waivers", "string", None, "--waivers: the waivers YAML"),

@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 
 from xenpass.facts.host import HostFacts
-from xenpass.fix.base import Command, FileEdit, Plan
+from xenpass.fix.base import STEP_TIMEOUT_DEFAULT, Command, FileEdit, Plan
 from xenpass.text import as_bytes, visible
 
 
@@ -315,7 +315,7 @@ HEADER = """\
 
 
 def fix_playbook(plan: Plan, bdf: str, when: str, collected: str, connection: Connection, *,
-                 timeout: int = 900, image_mtimes: dict[str, int] | None = None,
+                 timeout: int = STEP_TIMEOUT_DEFAULT, image_mtimes: dict[str, int] | None = None,
                  inventory: str = "../inventory.yml") -> tuple[str, dict[str, bytes]]:
     """The playbook text and the files it copies from (playbook-relative path -> exact bytes)."""
     host = connection.inventory_name

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 
 from xenpass.parse.bdf import Bdf
 
+# The deadline of one remote step of --fix (an edit, an initramfs rebuild), in seconds, unless --step-timeout
+# says otherwise; fix.sh and the Ansible export use it too.
+STEP_TIMEOUT_DEFAULT = 900
+
 
 @dataclass(frozen=True)
 class FileEdit:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xenpass.fix.apply import command_backup_script, edit_existing_script, edit_new_script, q, stamp
-from xenpass.fix.base import Command, FileEdit, Plan
+from xenpass.fix.base import STEP_TIMEOUT_DEFAULT, Command, FileEdit, Plan
 from xenpass.text import as_bytes, safe_file_stem, visible
 
 READABLE_SAY = ("say() { case $1 in B) printf 'xenpass: backup %s\\n' \"$2\" >&2 ;; "
@@ -87,7 +87,7 @@ def export_fixes(run, directory: Path, step_timeout: float | None = None) -> Exp
     from xenpass.fix.ansible_export import boot_mtimes, fix_playbook, inventory_text, ssh_connection
 
     out, when = Exported(), stamp()
-    timeout = max(1, int(step_timeout or 900))
+    timeout = max(1, int(step_timeout or STEP_TIMEOUT_DEFAULT))
     for host in run.hosts or []:
         backend = getattr(host.target.runner, "backend", None)
         if backend is not None:
