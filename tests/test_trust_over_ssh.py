@@ -211,6 +211,7 @@ def test_a_timed_out_host_leaves_no_process_behind(tmp_path):
         while hung_processes() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert hung_processes() == []  # the remote command was ended
+        assert (root / "tmp").is_dir() and not list((root / "tmp").iterdir())  # with its private directories
         assert new_ssh_pids(before) == set()  # and no ssh client or master of the run survives
 
 

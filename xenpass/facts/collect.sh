@@ -69,6 +69,9 @@ resolve() { r=; if cd -P "$1" 2>/dev/null; then r=$PWD; cd /; fi; }
 # directory, printed at the end: on a slow host (dom0 under QEMU/TCG: 0.15-0.7 s per process) the tools then
 # overlap each other and the shell's own reading. Without a temporary directory, each runs in turn.
 jobs=$(mktemp -d 2>/dev/null) || jobs=
+tmp=
+# Ended on its deadline (the watchdog TERMs the whole process group): leave no private directory behind.
+trap 'rm -rf ${jobs:+"$jobs"} ${tmp:+"$tmp"}; exit 143' TERM HUP INT
 spawn() {  # $1: a job function
   if [ -n "$jobs" ]; then "$1" > "$jobs/$1" & else "$1"; fi
 }
