@@ -387,7 +387,7 @@ read_segment() {  # $1: image, $2: offset, $3: decompressors (comma-separated; e
   dec=; IFS=,; set -f
   for d in ${3:-,}; do
     unset IFS
-    through_cpio "$1" "$2" "$d" "$4" -t > "$4.list" && dec=${d:-none} && break
+    through_cpio "$1" "$2" "$d" "$4" -t $cpio_io > "$4.list" && dec=${d:-none} && break
   done
   unset IFS; set +f
   [ -n "$dec" ] || return 1
@@ -395,7 +395,7 @@ read_segment() {  # $1: image, $2: offset, $3: decompressors (comma-separated; e
   names=$(cat "$4.list")
   case "$NL$names$NL" in *"$NL/"*|*"$NL../"*|*"/../"*|*"/..$NL"*|*"$NL..$NL"*) return 1 ;; esac
   set -f
-  through_cpio "$1" "$2" "$dec" "$4" -idu $IMAGE_PATTERNS || { set +f; return 1; }
+  through_cpio "$1" "$2" "$dec" "$4" -idu $cpio_io $IMAGE_PATTERNS || { set +f; return 1; }
   set +f
 }
 
@@ -413,6 +413,10 @@ host_read_image() {  # $1: image, $2: its sha256
   segments=$(image_segments "$1" "$z") || return 1
   case $segments in *" xz -dc"*) kernel_refuses_xz "$1" && return 1 ;; esac
   tmp=$(mktemp -d 2>/dev/null) || return 1
+  # GNU cpio reads 512 bytes at a time: through the skipped members of a 200 MB archive that is 400,000
+  # reads, each a trap into a PV dom0's hypervisor. 1 MiB reads halve the walk there (busybox's has no -C).
+  cpio_io=
+  case $(cpio --version 2>/dev/null) in *GNU*) cpio_io="-C 1048576" ;; esac
   roots= early=0 tools=
   while read -r kind off d; do
     case $kind in
