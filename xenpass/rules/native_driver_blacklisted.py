@@ -133,9 +133,14 @@ def not_by_coldplug(facts: HostFacts, model: KmodColdplug, module: str, natives:
     NAME` ignores the blacklist but still applies softdep and install (so xen-pciback may still come first)."""
     if module in facts.builtin_modules:
         return f"{module} is built into kernel {facts.kernel}: no blacklist can stop it"
-    for line in facts.module_load_lines + facts.initramfs_modules:
+    lists = facts.module_load_lines + facts.initramfs_modules
+    for i, line in enumerate(lists):
         if normalize_module(line.module) != module:
             continue
+        earlier = [ln for ln in lists[:i] if ln.source == line.source  # systemd-modules-load fails on arguments
+                   and (not ln.args or ln.source == "/etc/initramfs-tools/modules")]
+        if any(load.module == PCIBACK for ln in earlier for load in model.load_by_name(ln.module).loads):
+            continue  # the same list loads xen-pciback before it: pciback seizes the hidden device first
         first = first_binding(model.load_by_name(line.module), natives)
         if first is not None and first.module != PCIBACK:
             return (f"{module} is loaded by name at {where(line.source, line.lineno)}; a blacklist only stops "
