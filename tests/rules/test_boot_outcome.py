@@ -216,3 +216,21 @@ def test_the_model_never_raises_and_is_unknown_without_the_image(name, modprobe,
         assert after.known == (after.label != "unknown")
         if drop_image and facts.boot_image is not None:
             assert not after.known
+
+
+# -- the three states in the rules ------------------------------------------------------------------------------
+def test_driver_pciback_says_pending_reboot_when_the_next_boot_gives_the_device_to_pciback():
+    from xenpass.rules.driver_pciback import check as driver_check
+
+    facts = lab(OPTIONS | LOAD | BLACKLIST, in_image(OPTIONS | BLACKLIST))  # configured, not rebooted: on mptsas
+    v = driver_check(facts, LAB, Context())
+    assert v.status == Status.FAIL and v.state == "pending-reboot"  # still not compliant until rebooted
+    assert v.reason.startswith("pending reboot: 0000:00:05.0 is on mptsas now")
+    assert any(e.source.startswith("the next boot, step by step: pciback") for e in v.evidence)
+
+
+def test_driver_pciback_without_a_pending_reboot_fails_as_before():
+    from xenpass.rules.driver_pciback import check as driver_check
+
+    v = driver_check(lab(OPTIONS | LOAD | BLACKLIST), LAB, Context())  # the old image: mptsas again
+    assert v.status == Status.FAIL and v.state is None and "pending reboot" not in v.reason
