@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xenpass import __version__
+from xenpass.facts.host import HostFacts
 from xenpass.facts.image_cache import ImageCache
 from xenpass.fix.apply import ApplyReport
 from xenpass.fix.base import Plan
@@ -19,6 +20,7 @@ from xenpass.parse.bdf import Bdf
 from xenpass.report.fixes import device_fix, fix_json
 from xenpass.rules import RULES
 from xenpass.rules.base import Context, Status, Verdict
+from xenpass.rules.boot_outcome import boot_states
 from xenpass.targets import HostResult, Target
 from xenpass.text import visible
 from xenpass.waivers import Waiver
@@ -236,7 +238,7 @@ def host_json(host: HostResult, devices: dict[Bdf, dict[str, Verdict]], run: Run
         "remote_commands": facts.raw.remote_commands if facts else 0,
         "bytes_received": facts.raw.bytes_received if facts else 0,
         "seconds": round(host.seconds, 3),
-        "devices": [device_json(run, host.name, bdf, verdicts) for bdf, verdicts in sorted(devices.items())],
+        "devices": [device_json(run, host.name, bdf, verdicts, facts) for bdf, verdicts in sorted(devices.items())],
     }
     if host.error:
         out["error"] = host.error
@@ -244,7 +246,8 @@ def host_json(host: HostResult, devices: dict[Bdf, dict[str, Verdict]], run: Run
     return out
 
 
-def device_json(run: RunResults, host: str, bdf: Bdf, verdicts: dict[str, Verdict]) -> dict:
+def device_json(run: RunResults, host: str, bdf: Bdf, verdicts: dict[str, Verdict],
+                facts: HostFacts | None = None) -> dict:
     key = (host, bdf)
     plan = run.plans.get(key)
     rules = []
@@ -259,6 +262,8 @@ def device_json(run: RunResults, host: str, bdf: Bdf, verdicts: dict[str, Verdic
             entry["fix"] = plan.for_rule(verdict.rule).to_json()
         rules.append(entry)
     out: dict = {"bdf": str(bdf), "verdict": device_verdict(rules), "rules": rules}
+    if facts is not None:  # now / after the next boot / pending reboot
+        out |= boot_states(facts, bdf)
     if plan is not None and not plan.empty:
         out["plan"] = plan.to_json()
     if key in run.applied:

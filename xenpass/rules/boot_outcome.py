@@ -376,3 +376,10 @@ def now_driver(facts: HostFacts, bdf: Bdf) -> str | None:
         return dev.driver
     listed = facts.lspci.get(bdf)
     return listed.driver if listed is not None else None
+
+
+def boot_states(facts: HostFacts, bdf: Bdf) -> dict:
+    """The three states of a device for the reports: now, after the next boot (with its chain), pending reboot."""
+    now = now_driver(facts, bdf)
+    after = predict(facts, bdf)
+    return {"now": now, "after_reboot": after.to_json(), "pending_reboot": pending(now, after)}
