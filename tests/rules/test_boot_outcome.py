@@ -234,3 +234,21 @@ def test_driver_pciback_without_a_pending_reboot_fails_as_before():
 
     v = driver_check(lab(OPTIONS | LOAD | BLACKLIST), LAB, Context())  # the old image: mptsas again
     assert v.status == Status.FAIL and v.state is None and "pending reboot" not in v.reason
+
+
+def test_every_fix_plan_that_needs_a_reboot_predicts_pciback_after_it():
+    """The planner and the model agree: the facts as a plan leaves them boot the device onto pciback."""
+    from xenpass.fix import plan_device
+
+    planned = 0
+    for name in fixture_names():
+        facts = load_fixture(name)
+        for bdf in [NODE03, LAB]:
+            if bdf not in facts.pci:
+                continue
+            plan = plan_device(facts, bdf, Context())
+            if plan.reboot_required:
+                planned += 1
+                assert plan.next_boot is not None and plan.next_boot.label == "pciback", (name, plan.next_boot)
+                assert "after these steps, the next boot gives" in plan.render()
+    assert planned >= 8
