@@ -252,3 +252,16 @@ def test_every_fix_plan_that_needs_a_reboot_predicts_pciback_after_it():
                 assert plan.next_boot is not None and plan.next_boot.label == "pciback", (name, plan.next_boot)
                 assert "after these steps, the next boot gives" in plan.render()
     assert planned >= 8
+
+
+def test_alpine_native_loaded_by_name_after_pciback_ends_on_pciback_and_the_rule_agrees():
+    """OpenRC's modules service: xen_pciback (with hide=) on the line before mpt3sas seizes the device first."""
+    raw = load_fixture("node03-fixed").raw
+    raw.files["/etc/modules"] = FileFact(path="/etc/modules", content="xen_pciback hide=(01:00.0)\nmpt3sas\n")
+    facts = HostFacts(raw)
+    assert outcome(facts, NODE03).label == "pciback"
+    assert blacklisted_check(facts, NODE03, Context()).status == Status.PASS
+    raw.files["/etc/modules"] = FileFact(path="/etc/modules", content="mpt3sas\nxen_pciback hide=(01:00.0)\n")
+    facts = HostFacts(raw)
+    assert outcome(facts, NODE03).label == "mpt3sas"
+    assert blacklisted_check(facts, NODE03, Context()).status == Status.FAIL

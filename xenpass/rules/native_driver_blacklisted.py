@@ -152,8 +152,10 @@ def busybox_prevention(facts: HostFacts, bdf: Bdf, module: str) -> tuple[bool, s
     """Whether busybox `modprobe -b MODALIAS` (mdev/hwdrivers coldplug) leaves `module` out, and why."""
     if module in facts.builtin_modules:
         return False, f"{module} is built into kernel {facts.kernel}: no blacklist can stop it"
-    explicit = [ln for ln in facts.module_load_lines if module in facts.busybox_by_name(ln.module)]
-    if explicit:
+    lines = facts.module_load_lines
+    explicit = [ln for i, ln in enumerate(lines) if module in facts.busybox_by_name(ln.module)
+                and not any(ln2.source == ln.source and facts.module_key(ln2.module) == PCIBACK for ln2 in lines[:i])]
+    if explicit:  # a line after one that loads xen-pciback finds the hidden device taken
         at = where(explicit[0].source, explicit[0].lineno)
         return False, (f"{module} is loaded by name at {at} (`modprobe {explicit[0].module}`: busybox modprobe "
                        "without -b ignores the blacklist for a module's own name), so remove that line")
