@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import fixture_names, load_fixture
+from xenpass.engine import evaluate
 from xenpass.facts.host import HostFacts
 from xenpass.facts.raw import FileFact
 from xenpass.parse.bdf import parse_bdf
@@ -265,3 +266,15 @@ def test_alpine_native_loaded_by_name_after_pciback_ends_on_pciback_and_the_rule
     facts = HostFacts(raw)
     assert outcome(facts, NODE03).label == "mpt3sas"
     assert blacklisted_check(facts, NODE03, Context()).status == Status.FAIL
+
+
+def test_pciback_listed_for_the_initramfs_but_not_rebuilt_fails_initramfs_current():
+    """/etc/initramfs-tools/modules names xen-pciback, the image's conf/modules does not (no update-initramfs):
+    nothing loads xen-pciback at the next boot, and initramfs-current says the image lacks it."""
+    raw = load_fixture("debian12-kmod-compliant").raw
+    raw.files["/etc/modules"] = FileFact(path="/etc/modules", content="")
+    raw.files["/etc/initramfs-tools/modules"] = FileFact(path="/etc/initramfs-tools/modules", content="xen-pciback\n")
+    facts = HostFacts(raw)
+    assert outcome(facts).label == "no driver"
+    v = evaluate(facts, LAB, Context())["initramfs-current"]
+    assert v.status == Status.FAIL and "conf/modules" in v.reason and "xen_pciback" in v.reason
