@@ -278,3 +278,46 @@ def test_pciback_listed_for_the_initramfs_but_not_rebuilt_fails_initramfs_curren
     assert outcome(facts).label == "no driver"
     v = evaluate(facts, LAB, Context())["initramfs-current"]
     assert v.status == Status.FAIL and "conf/modules" in v.reason and "xen_pciback" in v.reason
+
+
+def test_a_softdep_for_a_blacklisted_module_loads_no_pciback():
+    """hide-entry took `softdep mptsas pre: xen-pciback` as a loader even with mptsas blacklisted: coldplug then
+    never loads mptsas, so nothing loads xen-pciback."""
+    raw = load_fixture("debian12-kmod-compliant").raw
+    raw.files["/etc/modules"] = FileFact(path="/etc/modules", content="")
+    raw.files["/etc/modprobe.d/zz.conf"] = FileFact(path="/etc/modprobe.d/zz.conf",
+                                                    content="softdep mptsas pre: xen-pciback\n")
+    facts = HostFacts(raw)
+    assert outcome(facts).label == "no driver"
+    assert evaluate(facts, LAB, Context())["hide-entry"].status == Status.FAIL
+
+
+AGREEING = [("node03-fixed", NODE03), ("node03-broken-mpt2sas-alias", NODE03), ("debian12-kmod-compliant", LAB),
+            ("lab-debian12-pristine", LAB)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(case=st.sampled_from(AGREEING), modprobe=TEXT, modules=TEXT, listed=TEXT, rebuild=st.booleans())
+def test_when_the_boot_rules_pass_the_model_says_pciback(case, modprobe, modules, listed, rebuild):
+    """Rules and model must not disagree: hide-entry, native-driver-blacklisted and initramfs-current passing
+    means the next boot gives the device to pciback (or the model cannot tell)."""
+    from xenpass.fix import simulate
+    from xenpass.fix.base import Command
+    from xenpass.fix.initramfs_current import rebuild_command
+
+    name, bdf = case
+    raw = load_fixture(name).raw
+    for path, text in {"/etc/modprobe.d/zz-test.conf": modprobe, "/etc/modules": modules}.items():
+        raw.files[path] = FileFact(path=path, content=text, mtime=1)
+    if name.startswith(("debian", "lab")):
+        raw.files["/etc/initramfs-tools/modules"] = FileFact(path="/etc/initramfs-tools/modules", content=listed)
+    for data in raw.initramfs.values():  # the hooks put the native drivers and xen-pciback in
+        data["modules"] = ["mptsas.ko", "mpt3sas.ko", "xen-pciback.ko"]
+    facts = HostFacts(raw)
+    if rebuild:
+        facts = simulate(facts, [Command("initramfs-current", rebuild_command(facts) or (), "rebuild")])
+    verdicts = evaluate(facts, bdf, Context())
+    after = predict(facts, bdf)
+    if all(verdicts[r].status == Status.PASS for r in ("hide-entry", "native-driver-blacklisted",
+                                                       "initramfs-current")) and after.known:
+        assert after.driver == "pciback", after.why
