@@ -321,3 +321,12 @@ def test_when_the_boot_rules_pass_the_model_says_pciback(case, modprobe, modules
     if all(verdicts[r].status == Status.PASS for r in ("hide-entry", "native-driver-blacklisted",
                                                        "initramfs-current")) and after.known:
         assert after.driver == "pciback", after.why
+
+
+def test_pciback_listed_first_without_a_hide_for_the_device_does_not_excuse_the_native():
+    listed = "xen-pciback\nmptsas\n"
+    other = {"/etc/modprobe.d/xen-pciback.conf": "options xen-pciback hide=(0000:00:06.0)\n"}
+    facts = lab(other | LOAD | BLACKLIST | {"/etc/initramfs-tools/modules": listed},
+                in_image(other | BLACKLIST) | {"conf/modules": listed}, modules=("xen-pciback.ko", "mptsas.ko"))
+    assert outcome(facts).label == "mptsas"
+    assert blacklisted_check(facts, LAB, Context()).status == Status.FAIL
