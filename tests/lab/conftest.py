@@ -49,6 +49,22 @@ class Lab:
         sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
         return done.returncode, json.loads(out.read_text())
 
+    def prediction(self, bdf: str = "00:05.0") -> dict:
+        """The product's boot model for the device (its JSON `after_reboot`): taken before a reboot, it must
+        name the driver the device really has after it."""
+        _, data = self.check("--device", bdf, name="predict")
+        after = data["hosts"][0]["devices"][0]["after_reboot"]
+        assert after["known"], after["chain"]
+        return after
+
+    def driver(self, bdf: str = "00:05.0") -> str | None:
+        """The driver bound to the device now (sysfs); None when none is."""
+        link = self.sh(f"readlink /sys/bus/pci/devices/0000:{bdf}/driver || true").strip()
+        return link.rsplit("/", 1)[-1] if link else None
+
+    def assert_as_predicted(self, predicted: dict, bdf: str = "00:05.0") -> None:
+        assert self.driver(bdf) == predicted["driver"], "the boot model said:\n" + "\n".join(predicted["chain"])
+
     def verdicts(self, bdf: str = "00:05.0", *args: str) -> dict[str, dict]:
         _, data = self.check("--device", bdf, *args)
         device = data["hosts"][0]["devices"][0]

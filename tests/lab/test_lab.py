@@ -1,5 +1,7 @@
 """Scenarios on a real Xen 4.17 + Debian 12 dom0 (QEMU/TCG): each from pristine, set up over SSH, rebooted
-where the truth depends on boot order, then judged by the product exactly as a user runs it."""
+where the truth depends on boot order, then judged by the product exactly as a user runs it. Before every reboot
+the product's boot model (the JSON's `after_reboot`) names the driver the device will have; after it, the live
+driver must be that one."""
 
 from __future__ import annotations
 
@@ -28,7 +30,10 @@ def test_nothing_configured(pristine):
 
 def test_correct_route_modprobe_options_and_initramfs(pristine):
     pristine.sh(f"{OPTIONS}; {LOAD}; {BLACKLIST}; {REBUILD}")
+    predicted = pristine.prediction()
+    assert predicted["driver"] == "pciback"
     pristine.reboot()
+    pristine.assert_as_predicted(predicted)
     v = pristine.verdicts()
     assert set(statuses(v).values()) <= {"pass", "skip", "warn"}, statuses(v)
     assert "Kernel driver in use: pciback" in pristine.sh("lspci -k -s 00:05.0")
@@ -48,7 +53,9 @@ def test_live_route_xl_pci_assignable_add(pristine):
 def test_hide_typo_stops_pciback_loading(pristine):
     pristine.sh(f"echo 'options xen-pciback hide=(0000:00.05.0)' > /etc/modprobe.d/xen-pciback.conf; {LOAD}; "
                 f"{BLACKLIST}; {REBUILD}")
+    predicted = pristine.prediction()  # xen-pciback refuses to load, mptsas is blacklisted: no driver
     pristine.reboot()
+    pristine.assert_as_predicted(predicted)
     v = pristine.verdicts()
     assert v["hide-entry"]["status"] == "fail" and "Error parsing pci_devs_to_hide" in v["hide-entry"]["reason"]
     assert v["driver-pciback"]["status"] == "fail" and "not loaded" in v["driver-pciback"]["reason"]
@@ -56,7 +63,10 @@ def test_hide_typo_stops_pciback_loading(pristine):
 
 def test_blacklist_without_initramfs_rebuild(pristine):
     pristine.sh(f"{OPTIONS}; {LOAD}; {BLACKLIST}")
+    predicted = pristine.prediction()
+    assert predicted["driver"] == "mptsas"  # the old image lacks the blacklist and holds mptsas
     pristine.reboot()
+    pristine.assert_as_predicted(predicted)
     v = pristine.verdicts()
     assert v["initramfs-current"]["status"] == "fail"
     assert "lacks `blacklist mptsas`" in v["initramfs-current"]["reason"]
@@ -66,7 +76,10 @@ def test_blacklist_without_initramfs_rebuild(pristine):
 
 def test_initramfs_rebuilt_before_the_blacklist(pristine):
     pristine.sh(f"{OPTIONS}; {LOAD}; {REBUILD}; sleep 1; {BLACKLIST}")
+    predicted = pristine.prediction()
+    assert predicted["driver"] == "mptsas"
     pristine.reboot()
+    pristine.assert_as_predicted(predicted)
     v = pristine.verdicts()
     assert v["initramfs-current"]["status"] == "fail"
     assert "is newer than /boot/initrd.img" in v["initramfs-current"]["reason"]
@@ -98,7 +111,10 @@ def test_fix_then_reboot_reaches_compliance_and_a_second_fix_plans_nothing(prist
     _, data = pristine.check("--device", "00:05.0", "--fix", name="fix")
     device = data["hosts"][0]["devices"][0]
     assert device["applied"]["failed"] is None, device["applied"]
+    predicted = pristine.prediction()  # from the configuration the fix left on disk
+    assert predicted["driver"] == "pciback"
     pristine.reboot()
+    pristine.assert_as_predicted(predicted)
     v = pristine.verdicts()
     assert set(statuses(v).values()) <= {"pass", "skip", "warn"}, statuses(v)
     _, again = pristine.check("--device", "00:05.0", "--fix", name="fix-again")
@@ -117,7 +133,9 @@ ROOT_ON_MEGASAS = ("rm /etc/initramfs-tools/hooks/lab-sas-drivers; "
 def test_root_disk_behind_the_shared_driver_survives_fix_and_reboot(pristine):
     """Issue 10: --fix for 01:00.0 must not take megaraid_sas from the root disk; the real boot decides."""
     pristine.sh(ROOT_ON_MEGASAS)
+    root_controller = pristine.prediction("00:06.0")
     pristine.reboot(root_on="megasas")
+    pristine.assert_as_predicted(root_controller, "00:06.0")
     assert pristine.sh("findmnt -no SOURCE /").strip() == "/dev/sda"
     assert "Kernel driver in use: megaraid_sas" in pristine.sh("lspci -k -s 00:06.0")
     image = f"/boot/initrd.img-{pristine.sh('uname -r').strip()}"
@@ -135,8 +153,12 @@ def test_root_disk_behind_the_shared_driver_survives_fix_and_reboot(pristine):
     assert "megaraid_sas" in pristine.sh("grep -v '^#' /etc/initramfs-tools/modules")
     assert "megaraid_sas.ko" in pristine.sh(f"lsinitramfs {image}")
     assert "blacklist megaraid_sas" not in pristine.sh("cat /etc/modprobe.d/*.conf")
+    predicted = {bdf: pristine.prediction(bdf) for bdf in ("01:00.0", "00:06.0")}
+    assert predicted["01:00.0"]["driver"] == "pciback" and predicted["00:06.0"]["driver"] == "megaraid_sas"
 
     pristine.reboot(root_on="megasas")  # the host boots: its root disk kept its driver
+    for bdf, after in predicted.items():
+        pristine.assert_as_predicted(after, bdf)
     assert pristine.sh("findmnt -no SOURCE /").strip() == "/dev/sda"
     assert "Kernel driver in use: megaraid_sas" in pristine.sh("lspci -k -s 00:06.0")
     assert "Kernel driver in use: pciback" in pristine.sh("lspci -k -s 01:00.0")

@@ -108,6 +108,18 @@ def test_one_card_per_host_with_its_facts(demo):
         assert "2026-11-24 00:00:00 UTC (snapshot)" in card  # when the snapshot was collected
 
 
+def test_each_card_says_the_driver_now_and_after_the_next_boot(demo):
+    page = Page(demo[0])
+    expected = {"node03-broken-mpt2sas-alias": "now mpt3sas · after reboot mpt3sas",
+                "node03-fixed": "now pciback · after reboot pciback"}
+    for host, states in expected.items():
+        [card] = [c for c in page.cards if c.split("\n", 1)[0].strip() == host]
+        assert states in " ".join(card.split()), card
+        assert "pending reboot" not in card
+    cards = demo[0][demo[0].index("id='xp-hosts'"):demo[0].index("id='xp-matrix'")]
+    assert cards.count("<details><summary>The next boot, step by step</summary><ol><li>") == 2  # folded
+
+
 def test_each_failure_reason_is_said_once(demo):
     page, data = demo
     shown = Page(page).text + "\n".join(row_texts(page))

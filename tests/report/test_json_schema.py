@@ -46,6 +46,22 @@ def test_every_fixture_judged_in_one_run_validates_and_counts_add_up(tmp_path):
     assert data["tool"]["name"] == "xenpass" and data["schema_version"] == 2
     rule_counts = data["summary"]["rules"]["native-driver-blacklisted"]
     assert sum(rule_counts.values()) == data["summary"]["devices"]["total"]
+    devices = {h["host"]: h["devices"] for h in data["hosts"]}
+    states = {name: (d[0]["now"], d[0]["after_reboot"]["driver"], d[0]["pending_reboot"])
+              for name, d in devices.items() if d}
+    assert states["node03-broken-mpt2sas-alias"] == ("mpt3sas", "mpt3sas", False)
+    assert states["node03-fixed"] == ("pciback", "pciback", False)
+    assert devices["node03-fixed"][0]["after_reboot"]["chain"]
+
+
+def test_a_pending_reboot_validates():
+    from tests.rules.test_boot_outcome import BLACKLIST, LAB, LOAD, OPTIONS, in_image, lab
+    from xenpass.rules.boot_outcome import boot_states
+
+    states = boot_states(lab(OPTIONS | LOAD | BLACKLIST, in_image(OPTIONS | BLACKLIST)), LAB)
+    assert states["now"] == "mptsas" and states["after_reboot"]["driver"] == "pciback" and states["pending_reboot"]
+    device = {"bdf": str(LAB), "verdict": "non-compliant", "rules": [], **states}
+    jsonschema.validate(device, {"$ref": "#/$defs/device", "$defs": SCHEMA["$defs"]})
 
 
 def test_plans_and_unreachable_hosts_validate(tmp_path):

@@ -53,6 +53,9 @@ def test_a_wide_terminal_gets_the_whole_matrix():
     header = next(line for line in lines if "host" in line and "device" in line)
     assert "native-driver-blacklisted" in header and "initramfs-current" in header  # no column cut short
     assert any("node03-broken-mpt2sas-alias" in line and "fail" in line and "blocked" in line for line in lines)
+    assert "now" in header and "after reboot" in header  # the device's driver now and after the next boot
+    assert [line.split()[5:8:2] for line in lines if "0000:01:00.0" in line] == [["mpt3sas", "mpt3sas"],
+                                                                                 ["pciback", "pciback"]]
     assert lines[-2:] == ["hosts: 1 compliant, 1 non-compliant, 1 unreachable", "1 of 3 hosts compliant"]
 
 
@@ -63,9 +66,10 @@ def test_a_narrow_terminal_gets_each_hosts_verdict_and_failing_rules():
         text = "\n".join(lines)
         assert "…" not in text and "┃" not in text  # not a squeezed matrix: lines that wrap
         flat = " ".join(text.split())
-        assert "the host × device × rule matrix needs 164 columns, the terminal has " + str(width) in flat
+        assert "the host × device × rule matrix needs 189 columns, the terminal has " + str(width) in flat
         assert "node03-broken-mpt2sas-alias: non-compliant 0000:01:00.0: native-driver-blacklisted, driver-pciback; " \
-               "2 blocked node03-fixed: compliant node09: unreachable ssh: connect to host node09 port 22: " \
+               "2 blocked (now mpt3sas, after reboot mpt3sas) node03-fixed: compliant node09: unreachable ssh: " \
+               "connect to host node09 port 22: " \
                "Connection refused hosts: 1 compliant, 1 non-compliant, 1 unreachable 1 of 3 hosts compliant" in flat
         assert lines[-1] == "1 of 3 hosts compliant"
 
@@ -84,3 +88,21 @@ def test_all_compliant_says_so_last():
     reporter = Reporter()
     print_matrix(run, reporter, width=200)
     assert reporter.text.rstrip("\n").split("\n")[-1] == "1 of 1 host compliant"
+
+
+def test_a_pending_reboot_is_shown_in_the_matrix():
+    from tests.rules.test_boot_outcome import BLACKLIST, LAB, LOAD, OPTIONS, in_image, lab
+    from xenpass.engine import evaluate
+    from xenpass.rules.base import Context
+
+    facts = lab(OPTIONS | LOAD | BLACKLIST, in_image(OPTIONS | BLACKLIST))
+    host = HostResult(Target(name="dom0"), facts=facts, devices=[LAB])
+    run = RunResults(hosts=[host])
+    for verdict in evaluate(facts, LAB, Context()).values():
+        run.record(host.name, LAB, verdict)
+    reporter = Reporter()
+    print_matrix(run, reporter, width=250)
+    assert any("mptsas" in line and "pciback (pending reboot)" in line for line in reporter.text.splitlines())
+    reporter = Reporter()
+    print_matrix(run, reporter, width=60)
+    assert "after reboot pciback (pending reboot)" in " ".join(reporter.text.split())

@@ -39,7 +39,7 @@ def test_fix_disables_a_load_by_name_with_ko_suffix():
     from xenpass.rules.base import Context
 
     facts = edited(BROKEN, {"/etc/modprobe.d/blacklist.conf": "blacklist mpt3sas\n",
-                            "/etc/modules": "xen_pciback hide=(01:00.0)\nmpt3sas.ko\n"})
+                            "/etc/modules": "mpt3sas.ko\nxen_pciback hide=(01:00.0)\n"})  # mpt3sas first
     assert verdict(facts, NODE03, "native-driver-blacklisted").status.value == "fail"
     edits = {step.path: step for step in plan(facts, NODE03, Context()).steps}
     assert "# mpt3sas.ko  # disabled by xenpass" in edits["/etc/modules"].after

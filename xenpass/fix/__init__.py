@@ -12,7 +12,9 @@ from xenpass.fix import domu_config, driver_pciback, hide_entry, initramfs_curre
 from xenpass.fix.base import Command, FileEdit, Part, Plan, Step
 from xenpass.fix.boot_safety import storage_refusal
 from xenpass.parse.bdf import Bdf
+from xenpass.parse.modprobe import normalize_module
 from xenpass.rules.base import Context, Status
+from xenpass.rules.boot_outcome import predict
 
 Planner = Callable[[HostFacts, Bdf, Context], Part]
 PLANNERS: dict[str, Planner] = {
@@ -52,7 +54,9 @@ def plan_device(facts: HostFacts, bdf: Bdf, ctx: Context, only: set[str] | None 
         reboot = reboot or part.reboot_required
         rules.append(rule)
         current = simulate(current, part.steps)
-    return Plan(facts.name, bdf, tuple(steps), tuple(refusals), reboot and bool(steps), tuple(notes), tuple(rules))
+    next_boot = predict(current, bdf) if reboot and steps else None  # what the reboot the plan asks for brings
+    return Plan(facts.name, bdf, tuple(steps), tuple(refusals), reboot and bool(steps), tuple(notes), tuple(rules),
+                next_boot)
 
 
 def simulate(facts: HostFacts, steps: list[Step]) -> HostFacts:
@@ -82,9 +86,17 @@ def simulate_command(facts: HostFacts, raw, step: Command, now: int) -> None:
             listing.output = (listing.output or "") + f"{bdf} \n"
     elif step.argv[0] in ("mkinitfs", "update-initramfs", "dracut") and facts.boot_image:
         image = facts.boot_image
-        copied = {f.path.lstrip("/"): f.text for f in HostFacts(raw).modprobe_files}
+        after = HostFacts(raw)
+        copied = {f.path.lstrip("/"): f.text for f in after.modprobe_files}
+        old = raw.initramfs.get(image.path) or {}
+        listed = raw.files.get("/etc/initramfs-tools/modules")
+        if facts.distro == "debian" and listed is not None and listed.content is not None:
+            copied["conf/modules"] = listed.content  # mkinitramfs: what it loads by name, in this order
         raw.initramfs[image.path] = {"segments": ["gzip"], "member_count": len(copied), "config_files": copied,
                                      "error": None}
+        if "modules" in old:  # the same hooks bring the same modules back, and the listed ones come too
+            names = {f"{normalize_module(ln.module)}.ko" for ln in after.initramfs_modules}
+            raw.initramfs[image.path]["modules"] = sorted(set(old["modules"]) | names)
         stat = raw.boot.get(image.path) or FileFact(image.path)
         stat.mtime = now
         raw.boot[image.path] = stat

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from xenpass.parse.bdf import Bdf
+
+if TYPE_CHECKING:
+    from xenpass.rules.boot_outcome import BootOutcome
 
 # The deadline of one remote step of --fix (an edit, an initramfs rebuild), in seconds, unless --step-timeout
 # says otherwise; fix.sh and the Ansible export use it too.
@@ -90,6 +94,7 @@ class Plan:
     reboot_required: bool = False
     notes: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
+    next_boot: BootOutcome | None = None  # the boot model over the facts as the steps leave them
 
     @property
     def empty(self) -> bool:
@@ -109,11 +114,15 @@ class Plan:
         out += [f"note: {n}" for n in self.notes]
         if self.reboot_required:
             out.append("reboot required for the boot-time configuration to take effect")
+        if self.next_boot is not None:
+            out.append(f"after these steps, the next boot gives {self.device} to {self.next_boot.label} "
+                       f"(boot model: {self.next_boot.why})")
         return "\n".join(out)
 
     def to_json(self) -> dict:
         return {"steps": [s.to_json() for s in self.steps], "refusals": [r.to_json() for r in self.refusals],
-                "reboot_required": self.reboot_required, "notes": list(self.notes)}
+                "reboot_required": self.reboot_required, "notes": list(self.notes),
+                **({"next_boot": self.next_boot.to_json()} if self.next_boot is not None else {})}
 
 
 def replace_lines(text: str, changes: dict[int, str | None]) -> str:

@@ -56,7 +56,8 @@ span.error,span.failed,span.xpassed,.error .col-result,.failed .col-result,.xpas
 .xp-card h3{font-size:15px;margin:4px 0 6px}
 .xp-facts{display:grid;grid-template-columns:auto 1fr;gap:1px 10px;margin:0;font-size:13px}
 .xp-facts dt{color:#57606a}.xp-facts dd{margin:0}
-.xp-devices{margin:6px 0 2px;padding-left:18px;font-size:13px}
+.xp-devices{margin:6px 0 2px;padding-left:18px;font-size:13px;overflow-wrap:anywhere}
+.xp-boot{color:#57606a}.xp-boot ol{padding-left:18px;margin:2px 0}
 .xp-scroll{overflow-x:auto;max-width:100%}
 .xp-device{border:1px solid #d0d7de;border-left:5px solid #b42318;border-radius:6px;padding:4px 14px 8px;
  margin:10px 0;overflow-wrap:anywhere}
@@ -267,10 +268,24 @@ def card_html(run: RunResults, host: HostResult, verdict: str, devices: dict[Bdf
         body += f"<p><a href='#{device_anchor(host.name, None)}'>{what}: why</a></p>"
     else:
         body += "<ul class='xp-devices'>" + "".join(
-            f"<li>{escape(str(bdf))} {badge(v)}{device_failures(run, host.name, bdf)}</li>"
+            f"<li>{escape(str(bdf))} {badge(v)}{device_failures(run, host.name, bdf)}"
+            f"{next_boot_html(run, host, bdf)}</li>"
             for bdf, v in devices.items()) + "</ul>"
     return (f"<article class='xp-card xp-v-{verdict}' id='xp-host-{host_key(host.name)}'>"
             f"<h3>{shown(host.name)} {badge(verdict)}</h3>{body}</article>")
+
+
+def next_boot_html(run: RunResults, host: HostResult, bdf: Bdf) -> str:
+    """The device's driver now and after the next boot (the boot model), its reasons folded."""
+    states = run.next_boot(host, bdf)
+    if states is None:
+        return ""
+    after = states["after_reboot"]
+    label = "unknown" if not after["known"] else after["driver"] or "no driver"
+    pending = " <b>(pending reboot)</b>" if states["pending_reboot"] else ""
+    steps = "".join(f"<li>{shown(step)}</li>" for step in after["chain"])
+    return (f"<div class='xp-boot'>now {shown(states['now'] or 'no driver')} · after reboot {shown(label)}{pending}"
+            f"{folded('The next boot, step by step', f'<ol>{steps}</ol>')}</div>")
 
 
 def device_failures(run: RunResults, host: str, bdf: Bdf) -> str:

@@ -19,6 +19,7 @@ from xenpass.parse.bdf import Bdf
 from xenpass.report.fixes import device_fix, fix_json
 from xenpass.rules import RULES
 from xenpass.rules.base import Context, Status, Verdict
+from xenpass.rules.boot_outcome import boot_states
 from xenpass.targets import HostResult, Target
 from xenpass.text import visible
 from xenpass.waivers import Waiver
@@ -42,6 +43,7 @@ class RunResults:
     today: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
     # what a failing test's message adds after its reason: its fix plan, or after --fix what the fix did
     notes: dict[tuple[str, Bdf, str], str] = field(default_factory=dict)
+    boot: dict[tuple[str, Bdf], dict] = field(default_factory=dict)  # next_boot's answers
 
     def waiver(self, host: str, bdf: Bdf, verdict: Verdict) -> Waiver | None:
         """The waiver (active, else expired) for a failing verdict; only `fail` can be waived."""
@@ -77,6 +79,15 @@ class RunResults:
     def remaining_plan(self, host: HostResult, bdf: Bdf) -> Plan:
         """After --fix: what a plan made from the facts collected after applying would still do."""
         return planned(self.remaining, host, bdf)
+
+    def next_boot(self, host: HostResult, bdf: Bdf) -> dict | None:
+        """The device's now / after_reboot / pending_reboot (the boot-outcome model), worked out once."""
+        if host.facts is None:
+            return None
+        key = (host.name, bdf)
+        if key not in self.boot:
+            self.boot[key] = boot_states(host.facts, bdf)
+        return self.boot[key]
 
     def record(self, host: str, bdf: Bdf, verdict: Verdict) -> None:
         self.reported.setdefault(host, {}).setdefault(bdf, {})[verdict.rule] = verdict
@@ -236,7 +247,8 @@ def host_json(host: HostResult, devices: dict[Bdf, dict[str, Verdict]], run: Run
         "remote_commands": facts.raw.remote_commands if facts else 0,
         "bytes_received": facts.raw.bytes_received if facts else 0,
         "seconds": round(host.seconds, 3),
-        "devices": [device_json(run, host.name, bdf, verdicts) for bdf, verdicts in sorted(devices.items())],
+        "devices": [device_json(run, host.name, bdf, verdicts, run.next_boot(host, bdf))
+                    for bdf, verdicts in sorted(devices.items())],
     }
     if host.error:
         out["error"] = host.error
@@ -244,7 +256,8 @@ def host_json(host: HostResult, devices: dict[Bdf, dict[str, Verdict]], run: Run
     return out
 
 
-def device_json(run: RunResults, host: str, bdf: Bdf, verdicts: dict[str, Verdict]) -> dict:
+def device_json(run: RunResults, host: str, bdf: Bdf, verdicts: dict[str, Verdict],
+                states: dict | None = None) -> dict:
     key = (host, bdf)
     plan = run.plans.get(key)
     rules = []
@@ -259,6 +272,8 @@ def device_json(run: RunResults, host: str, bdf: Bdf, verdicts: dict[str, Verdic
             entry["fix"] = plan.for_rule(verdict.rule).to_json()
         rules.append(entry)
     out: dict = {"bdf": str(bdf), "verdict": device_verdict(rules), "rules": rules}
+    if states is not None:  # now / after the next boot / pending reboot
+        out |= states
     if plan is not None and not plan.empty:
         out["plan"] = plan.to_json()
     if key in run.applied:

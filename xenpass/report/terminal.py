@@ -16,6 +16,7 @@ from xenpass.parse.bdf import Bdf
 from xenpass.report.fixes import APPLIED, FAILED, NOT_APPLIED, NOTHING, REFUSED, DeviceFix, fix_history, plural
 from xenpass.report.results import RunResults
 from xenpass.rules.base import Status
+from xenpass.targets import HostResult
 from xenpass.text import visible
 
 COLOURS = {"pass": "green", "fail": "red", "error": "red", "warn": "yellow", "blocked": "dim", "skip": "dim"}
@@ -58,6 +59,8 @@ def matrix_table(run: RunResults) -> Table:
     table = Table(title="Xen PCI passthrough compliance", show_lines=False)
     table.add_column("host")
     table.add_column("device")
+    table.add_column("now")
+    table.add_column("after reboot")
     for rule in rules:
         table.add_column(rule)
     for host, bdf, verdicts in run.rows():
@@ -65,7 +68,8 @@ def matrix_table(run: RunResults) -> Table:
         # 14,000 cells parse faster as Text; `visible`: an ESC sequence in host text must not reach the terminal
         name = Text(visible(host.name))
         if bdf is None:  # why: under the table
-            table.add_row(name, Text("-"), Text("unreachable" if host.error else "no device", style="red"))
+            table.add_row(name, Text("-"), Text("-"), Text("-"),
+                          Text("unreachable" if host.error else "no device", style="red"))
             continue
         cells = []
         for rule in rules:
@@ -73,8 +77,26 @@ def matrix_table(run: RunResults) -> Table:
             label = run.status_label(host.name, bdf, v) if v else "-"
             style = "yellow" if label == "waived" else COLOURS[v.status.value] if v else ""
             cells.append(Text(label, style=style))
-        table.add_row(name, Text(str(bdf)), *cells)
+        now, after = boot_cells(run, host, bdf)
+        table.add_row(name, Text(str(bdf)), now, after, *cells)
     return table
+
+
+def boot_cells(run: RunResults, host: HostResult, bdf: Bdf) -> tuple[Text, Text]:
+    """The driver now, and after the next boot as the boot model predicts it ("pending" when they differ)."""
+    states = run.next_boot(host, bdf)
+    if states is None:
+        return Text("-"), Text("-")
+    after = states["after_reboot"]
+    label = "unknown" if not after["known"] else after["driver"] or "none"
+    if states["pending_reboot"]:
+        return Text(visible(states["now"] or "none")), Text(visible(label) + " (pending reboot)", style="yellow")
+    return Text(visible(states["now"] or "none")), Text(visible(label), style="dim" if label == "unknown" else "")
+
+
+def boot_text(run: RunResults, host: HostResult, bdf: Bdf) -> str:
+    now, after = boot_cells(run, host, bdf)
+    return f" (now {now.plain}, after reboot {after.plain})" if now.plain != "-" else ""
 
 
 def text(cell: object) -> str:
@@ -105,7 +127,8 @@ def host_lines(run: RunResults, verdicts: dict[str, tuple[str, dict[Bdf, str]]])
         if host.error or not devices:
             lines.append(Text("  " + visible(host.error or "no device checked", keep_newlines=False), style="red"))
             continue
-        lines += [Text("  " + device_line(run, host.name, bdf)) for bdf, v in devices.items() if v != "compliant"]
+        lines += [Text("  " + device_line(run, host.name, bdf) + boot_text(run, host, bdf))
+                  for bdf, v in devices.items() if v != "compliant"]
     return lines
 
 

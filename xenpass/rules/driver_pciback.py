@@ -5,6 +5,7 @@ from __future__ import annotations
 from xenpass.facts.host import HostFacts
 from xenpass.parse.bdf import Bdf
 from xenpass.rules.base import Context, Evidence, Rule, Status, Verdict, command_evidence
+from xenpass.rules.boot_outcome import predict
 
 
 def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
@@ -16,8 +17,16 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
     if dev is None:
         return RULE.verdict(Status.FAIL, f"{bdf} is not on this host (no /sys/bus/pci/devices/{bdf})", *evidence)
     evidence.insert(0, Evidence(f"/sys/bus/pci/devices/{bdf}/driver", dev.driver or "(no driver bound)"))
+    after = predict(facts, bdf)
     if dev.driver == "pciback":
+        if after.known and after.driver != "pciback":  # live only (xl pci-assignable-add): the boot undoes it
+            return RULE.verdict(Status.PASS, f"{bdf} is bound to pciback now; after the next boot it will be on "
+                                             f"{after.label}", *evidence, after.evidence())
         return RULE.verdict(Status.PASS, f"{bdf} is bound to pciback", *evidence)
+    if after.known and after.driver == "pciback":  # done, but only a reboot makes it so: not compliant yet
+        return RULE.verdict(Status.FAIL, f"pending reboot: {bdf} is on {dev.driver or 'no driver'} now, and the "
+                                         f"next boot gives it to pciback: {after.why}", *evidence, after.evidence(),
+                            state="pending-reboot")
     if not facts.pciback_loaded:
         why = "xen-pciback is not loaded"
         parse_errors = [ln for ln in kernel_log if "Error parsing" in ln]

@@ -6,6 +6,7 @@ Shared by the hide-entry rule, its fix, and device discovery. Pure functions of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 from xenpass.facts.host import PCIBACK, HostFacts
 from xenpass.parse.cmdline import kmod_cmdline
@@ -207,7 +208,12 @@ def pciback_loader(facts: HostFacts) -> str | None:
         if name == "rd.driver.pre" and value and any(is_pciback(v) for v in value.split(",")):
             return "/proc/cmdline rd.driver.pre (dracut)"
     if facts.modprobe_impl == "kmod":
+        # a softdep/install loads xen-pciback only when its own module is loaded: by coldplug, a module that claims
+        # a device here and is not blacklisted
+        claimed = {m for bdf in facts.pci for m in facts.native_modules(bdf)}
         for d in facts.directives("softdep") + facts.directives("install"):
-            if "pciback" in d.args.replace("-", "_"):
+            coldplugged = [m for m in claimed if fnmatchcase(m, normalize_module(d.module))
+                           and not facts.directives("blacklist", m)]
+            if "pciback" in d.args.replace("-", "_") and coldplugged:
                 return f"{d.source}:{d.lineno} ({d.keyword} {d.module})"
     return None

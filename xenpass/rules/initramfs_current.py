@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from xenpass.facts.host import PCIBACK, HostFacts, Image
 from xenpass.parse.bdf import Bdf
 from xenpass.parse.modprobe import ModprobeDirective, normalize_module, parse_modprobe_conf
+from xenpass.parse.modules_load import parse_modules_load
 from xenpass.rules.base import Context, Evidence, Rule, Status, Verdict
 
 # What the initramfs tools copy into the image (mkinitfs base.files, mkinitramfs, dracut hostonly).
@@ -55,7 +56,7 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
                          "(no modprobe.d line about this device's modules)")]
     evidence += [Evidence(f"{d.source}:{d.lineno} ({stamp(facts.config_file(d.source).mtime)})", d.raw.strip())
                  for d in host]
-    problems = stale(facts, image, host) + differences(host, inside, image)
+    problems = stale(facts, image, host) + differences(host, inside, image) + load_list_differences(facts, bdf, image)
     if problems:
         return RULE.verdict(Status.FAIL, "; ".join(problems) + f"; rebuild the initramfs ({rebuild_hint(facts)})",
                             *evidence)
@@ -82,6 +83,22 @@ def differences(host: list[ModprobeDirective], inside: list[ModprobeDirective], 
     extra = [d for d in inside if key(d) not in host_keys]
     out = [f"{image.path} lacks `{d.raw.strip()}` ({d.source}:{d.lineno})" for d in missing]
     out += [f"{image.path} still has `{d.raw.strip()}`, which the host no longer has" for d in extra]
+    return out
+
+
+def load_list_differences(facts: HostFacts, bdf: Bdf, image: Image) -> list[str]:
+    """initramfs-tools: the modules the image loads by name (conf/modules, copied from /etc/initramfs-tools/modules
+    at build time) that matter here, xen-pciback and the device's native modules, as the host lists them now."""
+    if facts.distro != "debian" or image.content is None:
+        return []
+    names = set(facts.native_modules(bdf)) | {PCIBACK}
+    conf = image.content.config_files.get("conf/modules") or ""
+    inside = [normalize_module(ln.module) for ln in parse_modules_load(conf, "conf/modules")]
+    listed = [normalize_module(ln.module) for ln in facts.initramfs_modules]
+    out = [f"{image.path} does not load {m} (its conf/modules), which /etc/initramfs-tools/modules lists"
+           for m in dict.fromkeys(listed) if m in names and m not in inside]
+    out += [f"{image.path} still loads {m} (its conf/modules), which /etc/initramfs-tools/modules no longer lists"
+            for m in dict.fromkeys(inside) if m in names and m not in listed]
     return out
 
 

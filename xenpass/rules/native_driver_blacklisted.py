@@ -7,6 +7,7 @@ from xenpass.parse.bdf import Bdf
 from xenpass.parse.modprobe import kmod_softdep, kmod_underscores, normalize_module
 from xenpass.parse.modprobe_busybox import BUSYBOX_MODPROBE, BusyboxProbe, parse_busybox_conf
 from xenpass.rules.base import Context, Evidence, Rule, Status, Verdict, command_evidence, where
+from xenpass.rules.hide_sources import decide
 from xenpass.rules.kmod_coldplug import KmodColdplug, first_binding
 
 
@@ -25,7 +26,7 @@ def check(facts: HostFacts, bdf: Bdf, ctx: Context) -> Verdict:
     evidence += blacklist_evidence(facts, natives)
     dev = facts.pci.get(bdf)
     if facts.modprobe_impl == "kmod" and dev is not None and dev.modalias:
-        return kmod_verdict(facts, dev.modalias, natives, evidence)
+        return kmod_verdict(facts, bdf, dev.modalias, natives, evidence)
     problems, guards = [], []
     for module in natives:
         if facts.modprobe_impl == "busybox":
@@ -49,7 +50,7 @@ def guarded(facts: HostFacts, bdf: Bdf, module: str) -> bool:
         return True
     model = KmodColdplug(facts)
     natives = facts.native_modules(bdf)
-    return model.config.blacklisted(module) is not None and not_by_coldplug(facts, model, module, natives) is None
+    return model.config.blacklisted(module) is not None and not_by_coldplug(facts, bdf, model, module, natives) is None
 
 
 def prevention(facts: HostFacts, module: str) -> tuple[bool, str]:
@@ -79,11 +80,12 @@ def prevention(facts: HostFacts, module: str) -> tuple[bool, str]:
     return False, missing_reason(facts, module)
 
 
-def kmod_verdict(facts: HostFacts, modalias: str, natives: tuple[str, ...], evidence: list[Evidence]) -> Verdict:
+def kmod_verdict(facts: HostFacts, bdf: Bdf, modalias: str, natives: tuple[str, ...],
+                 evidence: list[Evidence]) -> Verdict:
     """kmod hosts: what udev's coldplug (`modprobe -b MODALIAS`) loads for the device, step by step."""
     model = KmodColdplug(facts)
     for module in natives:
-        stop = not_by_coldplug(facts, model, module, natives)
+        stop = not_by_coldplug(facts, bdf, model, module, natives)
         if stop:
             return RULE.verdict(Status.FAIL, stop, *evidence)
     trace = model.coldplug(modalias)
@@ -128,14 +130,21 @@ def kmod_misreadings(facts: HostFacts, model: KmodColdplug, module: str) -> list
     return found
 
 
-def not_by_coldplug(facts: HostFacts, model: KmodColdplug, module: str, natives: tuple[str, ...]) -> str | None:
+def not_by_coldplug(facts: HostFacts, bdf: Bdf, model: KmodColdplug, module: str,
+                    natives: tuple[str, ...]) -> str | None:
     """A native driver loaded outside coldplug: built in, or named in a modules list, where kmod's `modprobe
     NAME` ignores the blacklist but still applies softdep and install (so xen-pciback may still come first)."""
     if module in facts.builtin_modules:
         return f"{module} is built into kernel {facts.kernel}: no blacklist can stop it"
-    for line in facts.module_load_lines + facts.initramfs_modules:
+    lists = facts.module_load_lines + facts.initramfs_modules
+    for i, line in enumerate(lists):
         if normalize_module(line.module) != module:
             continue
+        earlier = [ln for ln in lists[:i] if ln.source == line.source  # systemd-modules-load fails on arguments
+                   and (not ln.args or ln.source == "/etc/initramfs-tools/modules")]
+        if pciback_seizes(facts, bdf) and any(load.module == PCIBACK for ln in earlier
+                                              for load in model.load_by_name(ln.module).loads):
+            continue  # the same list loads xen-pciback before it: pciback seizes the hidden device first
         first = first_binding(model.load_by_name(line.module), natives)
         if first is not None and first.module != PCIBACK:
             return (f"{module} is loaded by name at {where(line.source, line.lineno)}; a blacklist only stops "
@@ -143,12 +152,21 @@ def not_by_coldplug(facts: HostFacts, model: KmodColdplug, module: str, natives:
     return None
 
 
+def pciback_seizes(facts: HostFacts, bdf: Bdf) -> bool:
+    """Whether the hide= xen-pciback gets at boot parses and names the device (or a bridge above it)."""
+    chosen = decide(facts).value
+    return chosen is not None and not chosen.value.error and chosen.value.covering_slot(facts.chain(bdf)) is not None
+
+
 def busybox_prevention(facts: HostFacts, bdf: Bdf, module: str) -> tuple[bool, str]:
     """Whether busybox `modprobe -b MODALIAS` (mdev/hwdrivers coldplug) leaves `module` out, and why."""
     if module in facts.builtin_modules:
         return False, f"{module} is built into kernel {facts.kernel}: no blacklist can stop it"
-    explicit = [ln for ln in facts.module_load_lines if module in facts.busybox_by_name(ln.module)]
-    if explicit:
+    lines = facts.module_load_lines
+    seizes = pciback_seizes(facts, bdf)
+    explicit = [ln for i, ln in enumerate(lines) if module in facts.busybox_by_name(ln.module) and not (
+        seizes and any(ln2.source == ln.source and facts.module_key(ln2.module) == PCIBACK for ln2 in lines[:i]))]
+    if explicit:  # a line after one that loads xen-pciback finds the hidden device taken
         at = where(explicit[0].source, explicit[0].lineno)
         return False, (f"{module} is loaded by name at {at} (`modprobe {explicit[0].module}`: busybox modprobe "
                        "without -b ignores the blacklist for a module's own name), so remove that line")
