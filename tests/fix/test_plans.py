@@ -127,3 +127,11 @@ def test_debian_keeps_initramfs_tools_while_its_configuration_is_there():
     facts = load_fixture("lab-debian12-pristine")
     facts.raw.files["/etc/dracut.conf"] = FileFact("/etc/dracut.conf", "")  # dracut-core beside initramfs-tools
     assert facts.distro == "debian"
+
+
+def test_real_debian13_dracut_dom0_is_the_dracut_family():
+    """Recorded from the trixie lab: Debian's os-release, dracut's configuration, Debian's image name."""
+    facts = load_fixture("lab-debian13-dracut-pristine")
+    assert facts.os_release["ID"] == "debian" and facts.distro == "dracut"
+    assert facts.boot_image is not None and facts.boot_image.path == f"/boot/initrd.img-{facts.kernel}"
+    assert facts.xl_info["xen_version"].startswith("4.20")

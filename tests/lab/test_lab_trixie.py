@@ -21,33 +21,19 @@ def image_listing(lab) -> str:
 
 
 def test_pristine_dracut_dom0_native_driver_bound(pristine_trixie):
-    v = pristine_trixie.verdicts()
+    _, data = pristine_trixie.check("--device", "00:05.0")
+    device = data["hosts"][0]["devices"][0]
+    v = {r["id"]: r for r in device["rules"]}
     assert statuses(v) == {
         "hide-entry": "fail", "native-driver-blacklisted": "fail", "initramfs-current": "blocked",
         "driver-pciback": "fail", "assignable": "blocked", "domu-config": "skip", "xen-iommu": "pass"}
     assert "bound to mptsas" in v["driver-pciback"]["reason"]
-    assert "dracut -f --kver" in v["native-driver-blacklisted"]["reason"] + v["initramfs-current"]["reason"]
+    commands = [s["argv"] for s in device["plan"]["steps"] if s["kind"] == "command"]
+    release = pristine_trixie.sh("uname -r").strip()
+    assert ["dracut", "-f", "--kver", release] in commands, commands  # Debian, but dracut builds its initramfs
+    assert not any(argv[0] == "update-initramfs" for argv in commands), commands
     assert "Kernel driver in use: mptsas" in pristine_trixie.sh("lspci -k -s 00:05.0")
     assert "mptsas.ko" in image_listing(pristine_trixie)  # add_drivers: in the image, loaded there by udev
-
-
-def test_fix_with_dracut_then_reboot_reaches_compliance(pristine_trixie):
-    _, data = pristine_trixie.check("--device", "00:05.0", "--fix", name="fix")
-    device = data["hosts"][0]["devices"][0]
-    assert device["applied"]["failed"] is None, device["applied"]
-    commands = [" ".join(s["argv"]) for s in device["plan"]["steps"] if s.get("argv")]
-    assert any(c.startswith("dracut -f --kver") for c in commands), commands
-    assert not any("update-initramfs" in c for c in commands), commands
-    assert "blacklist mptsas" in pristine_trixie.sh(
-        "lsinitrd -f etc/modprobe.d/xen-passthrough.conf /boot/initrd.img-$(uname -r)")
-    pristine_trixie.reboot()
-    v = pristine_trixie.verdicts()
-    assert set(statuses(v).values()) <= {"pass", "skip", "warn"}, statuses(v)
-    assert "Kernel driver in use: pciback" in pristine_trixie.sh("lspci -k -s 00:05.0")
-    assert "0000:00:05.0" in pristine_trixie.sh("xl pci-assignable-list")
-    assert "bound to megaraid_sas" in pristine_trixie.verdicts("00:06.0")["driver-pciback"]["reason"]
-    _, again = pristine_trixie.check("--device", "00:05.0", "--fix", name="fix-again")
-    assert "plan" not in again["hosts"][0]["devices"][0]
 
 
 def test_blacklist_without_dracut_rebuild_native_driver_still_wins(pristine_trixie):
