@@ -100,3 +100,38 @@ def test_only_limits_the_plan():
     plan = plan_device(load_fixture("node03-broken-mpt2sas-alias"), parse_bdf("01:00.0"), Context(),
                        only={"driver-pciback"})
     assert plan.rules == ("driver-pciback",)
+
+
+def debian_with_dracut(name: str = "lab-debian12-pristine"):
+    """A Debian host whose initramfs builder is dracut (Debian 13 installs it instead of initramfs-tools, and
+    its images keep Debian's name, /boot/initrd.img-RELEASE): initramfs-tools' files are gone."""
+    facts = load_fixture(name)
+    for path in [p for p in facts.raw.files if p.startswith("/etc/initramfs-tools/")]:
+        del facts.raw.files[path]
+    facts.raw.files["/etc/dracut.conf"] = FileFact("/etc/dracut.conf", "# PUT YOUR CONFIG IN separate files\n")
+    return facts
+
+
+def test_debian_with_dracut_rebuilds_with_dracut_and_leaves_initramfs_tools_alone():
+    facts = debian_with_dracut()
+    assert facts.distro == "dracut"
+    assert facts.boot_image is not None and facts.boot_image.path.startswith("/boot/initrd.img-")
+    plan = plan_device(facts, parse_bdf("00:05.0"), Context())
+    commands = [s.argv for s in plan.steps if isinstance(s, Command)]
+    assert ("dracut", "-f", "--kver", facts.kernel) in commands
+    assert not any(argv[0] == "update-initramfs" for argv in commands)
+    assert not any(isinstance(s, FileEdit) and s.path.startswith("/etc/initramfs-tools/") for s in plan.steps)
+
+
+def test_debian_keeps_initramfs_tools_while_its_configuration_is_there():
+    facts = load_fixture("lab-debian12-pristine")
+    facts.raw.files["/etc/dracut.conf"] = FileFact("/etc/dracut.conf", "")  # dracut-core beside initramfs-tools
+    assert facts.distro == "debian"
+
+
+def test_real_debian13_dracut_dom0_is_the_dracut_family():
+    """Recorded from the trixie lab: Debian's os-release, dracut's configuration, Debian's image name."""
+    facts = load_fixture("lab-debian13-dracut-pristine")
+    assert facts.os_release["ID"] == "debian" and facts.distro == "dracut"
+    assert facts.boot_image is not None and facts.boot_image.path == f"/boot/initrd.img-{facts.kernel}"
+    assert facts.xl_info["xen_version"].startswith("4.20")

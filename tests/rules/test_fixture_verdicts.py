@@ -34,6 +34,8 @@ EXPECTED: dict[str, tuple[str, dict[str, str]]] = {
         "driver-pciback": "fail", "assignable": "blocked", "domu-config": "skip", "xen-iommu": "pass"}),
     # recorded from the QEMU lab (real Xen 4.17 + Debian 12 dom0) with --record, before any configuration
     "lab-debian12-pristine": ("00:05.0", {**BROKEN_BLACKLIST, "hide-entry": "fail", "domu-config": "skip"}),
+    # recorded from the second lab (real Xen 4.20 + Debian 13 dom0, dracut hostonly image), before any configuration
+    "lab-debian13-dracut-pristine": ("00:05.0", {**BROKEN_BLACKLIST, "hide-entry": "fail", "domu-config": "skip"}),
     # ... and after `modprobe xen-pciback; xl pci-assignable-add 00:05.0; xl create -p tiny.cfg` (a PV domU)
     "lab-debian12-attached-to-pv-domu": ("00:05.0", {**ALL_PASS, "hide-entry": "fail",
                                                      "native-driver-blacklisted": "fail",
@@ -46,7 +48,8 @@ EXPECTED: dict[str, tuple[str, dict[str, str]]] = {
     # a KVM guest asked about its own root disk's controller: not a Xen dom0, for every rule
     "ordinary-vm-not-dom0": ("00:02.0", dict.fromkeys(RULES, "error")),
 }
-DECLARES_NOTHING = {"lab-debian12-pristine", "ordinary-vm-not-dom0", "debian12-root-on-shared-driver"}
+DECLARES_NOTHING = {"lab-debian12-pristine", "lab-debian13-dracut-pristine", "ordinary-vm-not-dom0",
+                    "debian12-root-on-shared-driver"}
 
 # Key phrases of the reasons: the explanation is the product, not only the status.
 REASONS = {
@@ -62,6 +65,7 @@ REASONS = {
     ("debian12-modules-args-ignored", "hide-entry"): "systemd-modules-load takes module names only",
     ("lab-debian12-pristine", "hide-entry"): "nothing loads xen-pciback at boot",
     ("lab-debian12-pristine", "driver-pciback"): "xen-pciback is not loaded; 0000:00:05.0 is bound to mptsas",
+    ("lab-debian13-dracut-pristine", "driver-pciback"): "xen-pciback is not loaded; 0000:00:05.0 is bound to mptsas",
     ("lab-debian12-attached-to-pv-domu", "assignable"): "attached to the running domain tiny (vdev 00.0)",
     ("lab-debian12-attached-to-pv-domu", "domu-config"): "named by the pci list of /etc/xen/tiny.cfg",
     ("node03-nonroot-blacklist-unreadable", "native-driver-blacklisted"):

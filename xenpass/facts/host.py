@@ -120,6 +120,10 @@ class HostFacts:
         if "alpine" in ids:
             return "alpine"
         if ids & {"debian", "ubuntu"}:
+            # Debian 13 can take dracut instead of initramfs-tools (same image name, /boot/initrd.img-RELEASE).
+            # Both leave their conffiles when removed unpurged: only a lone dracut configuration says dracut.
+            if self.has_file("/etc/dracut.conf") and not self.has_file("/etc/initramfs-tools/initramfs.conf"):
+                return "dracut"
             return "debian"
         if ids & {"fedora", "rhel", "centos", "qubes"} or self.has_file("/etc/dracut.conf"):
             return "dracut"
