@@ -97,6 +97,16 @@ def bytes_runs(config: Path, count: Path, work: Path, label: str, host_timeout: 
     return rows
 
 
+def settle() -> None:
+    """Wait until dom0 runs nothing of its own: a restored snapshot's clock jumps, and systemd's persistent
+    timers (apt-daily, apt-daily-upgrade) then start at once and take the CPU for the first minutes."""
+    subprocess.run(["ssh", "-F", str(LAB / "ssh_config"), "lab-dom0",
+                    "systemctl is-system-running --wait >/dev/null 2>&1; "
+                    "while [ -n \"$(systemctl list-jobs --no-legend 2>/dev/null)\" ]; do sleep 2; done; "
+                    "while systemctl is-active -q apt-daily.service apt-daily-upgrade.service man-db.service; do "
+                    "sleep 2; done"], timeout=900, check=False)
+
+
 def image_size() -> int:
     out = subprocess.run(["ssh", "-F", str(LAB / "ssh_config"), "lab-dom0",
                           "stat -c %s /boot/initrd.img-$(uname -r)"], capture_output=True, text=True, check=True)
@@ -129,6 +139,7 @@ def main() -> None:
     if up.returncode != 0 and "already running" not in up.stderr:
         raise SystemExit(f"bench/lab: lab/lab up failed: {up.stderr.strip()}")
     lab("restore")
+    settle()
     work = Path(tempfile.mkdtemp(prefix="xenpass-bench-lab-"))
     count = work / "bytes"
     count.write_text("")
