@@ -248,10 +248,15 @@ def test_every_fix_plan_that_needs_a_reboot_predicts_pciback_after_it():
             if bdf not in facts.pci:
                 continue
             plan = plan_device(facts, bdf, Context())
-            if plan.reboot_required:
-                planned += 1
-                assert plan.next_boot is not None and plan.next_boot.label == "pciback", (name, plan.next_boot)
-                assert "after these steps, the next boot gives" in plan.render()
+            if not plan.reboot_required:
+                continue
+            assert plan.next_boot is not None, name
+            if facts.distro == "dracut":  # not modelled: the plan says so, never a guess
+                assert not plan.next_boot.known and "not modelled" in plan.next_boot.chain[0].text, name
+                continue
+            planned += 1
+            assert plan.next_boot.label == "pciback", (name, plan.next_boot)
+            assert "after these steps, the next boot gives" in plan.render()
     assert planned >= 8
 
 

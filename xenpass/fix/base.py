@@ -114,9 +114,11 @@ class Plan:
         out += [f"note: {n}" for n in self.notes]
         if self.reboot_required:
             out.append("reboot required for the boot-time configuration to take effect")
-        if self.next_boot is not None:
+        if self.next_boot is not None and self.next_boot.known:
             out.append(f"after these steps, the next boot gives {self.device} to {self.next_boot.label} "
                        f"(boot model: {self.next_boot.why})")
+        elif self.next_boot is not None:
+            out.append(f"after these steps, for {self.device}, the boot model says: {self.next_boot.why}")
         return "\n".join(out)
 
     def to_json(self) -> dict:
